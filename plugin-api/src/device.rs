@@ -1,0 +1,296 @@
+//! The device side of the ABI: the `DeviceModule` root module, the device
+//! trait object, and the services the host hands a device.
+
+use crate::backend::LogLevel;
+use crate::config::DeviceConfig;
+use crate::error::{PluginError, PluginResult};
+use crate::guard::Poison;
+use abi_stable::library::RootModule;
+use abi_stable::sabi_trait;
+use abi_stable::sabi_types::VersionStrings;
+use abi_stable::std_types::{RArc, RBox, RResult, RSlice, RSliceMut, RStr, RVec};
+use abi_stable::StableAbi;
+
+/// Which address space an access or range is in.
+#[repr(u8)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AddressSpace {
+    /// x86 port I/O (`IN`/`OUT`), 64 KiB.
+    Pio,
+    /// Memory-mapped I/O, guest-physical.
+    Mmio,
+}
+
+/// A range of ports or guest-physical addresses a device claims.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IoRange {
+    /// Port or MMIO space.
+    pub space: AddressSpace,
+    /// First port/address.
+    pub base: u64,
+    /// Number of ports/bytes (at least 1).
+    pub len: u64,
+}
+
+impl IoRange {
+    /// A port-I/O range.
+    pub fn pio(base: u16, len: u16) -> Self {
+        Self {
+            space: AddressSpace::Pio,
+            base: base as u64,
+            len: len as u64,
+        }
+    }
+    /// An MMIO range.
+    pub fn mmio(base: u64, len: u64) -> Self {
+        Self {
+            space: AddressSpace::Mmio,
+            base,
+            len,
+        }
+    }
+    /// One past the last address (saturating).
+    pub fn end(&self) -> u64 {
+        self.base.saturating_add(self.len)
+    }
+    /// Whether `addr` falls in the range.
+    pub fn contains(&self, space: AddressSpace, addr: u64) -> bool {
+        self.space == space && addr >= self.base && addr < self.end()
+    }
+    /// Whether the two ranges share an address.
+    pub fn overlaps(&self, other: &IoRange) -> bool {
+        self.space == other.space && self.base < other.end() && other.base < self.end()
+    }
+}
+
+/// A device's saved state: versioned bytes the device alone interprets.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceState {
+    /// Format version of `data`, chosen by the device.
+    pub version: u32,
+    /// Serialized state.
+    pub data: RVec<u8>,
+}
+
+/// Services the host hands a device. Thread-safe: a device may call them from
+/// its own threads (the serial console's stdin reader does).
+#[sabi_trait]
+pub trait FfiHostServices: Send + Sync + Clone {
+    /// Sets the level of interrupt line `line` (edge devices pulse it).
+    fn set_irq(&self, line: u32, level: bool);
+    /// Logs a message under the device's name.
+    fn log(&self, level: LogLevel, message: RStr<'_>);
+    /// Ends the VM: the host stops all vCPUs and exits with `status`.
+    #[sabi(last_prefix_field)]
+    fn request_exit(&self, status: i32, reason: RStr<'_>);
+}
+
+/// The host services object a device receives.
+pub type HostServices = FfiHostServices_TO<'static, RArc<()>>;
+
+/// A device as the host sees it across the ABI.
+#[sabi_trait]
+pub trait FfiDevice: Send {
+    /// The port/MMIO ranges this instance claims (fixed after creation).
+    fn io_ranges(&self) -> RVec<IoRange>;
+    /// A read of `data.len()` bytes at `addr`.
+    fn read(&mut self, space: AddressSpace, addr: u64, data: RSliceMut<'_, u8>)
+        -> PluginResult<()>;
+    /// A write of `data` at `addr`.
+    fn write(&mut self, space: AddressSpace, addr: u64, data: RSlice<'_, u8>) -> PluginResult<()>;
+    /// Puts the device in its power-on state.
+    fn reset(&mut self) -> PluginResult<()>;
+    /// Saves the device state.
+    fn save(&self) -> PluginResult<DeviceState>;
+    /// Restores a state produced by `save` (of a compatible version).
+    #[sabi(last_prefix_field)]
+    fn restore(&mut self, state: DeviceState) -> PluginResult<()>;
+}
+
+/// An owned device.
+pub type DeviceBox = FfiDevice_TO<'static, RBox<()>>;
+
+/// The root module every device library exports.
+#[repr(C)]
+#[derive(StableAbi)]
+#[sabi(kind(Prefix(prefix_ref = DeviceModuleRef)))]
+#[sabi(missing_field(panic))]
+pub struct DeviceModule {
+    /// Name used with `--device` (`serial`).
+    pub name: extern "C" fn() -> RStr<'static>,
+    /// One-line description.
+    pub description: extern "C" fn() -> RStr<'static>,
+    /// Help for the `key=value` options, one option per line.
+    pub options_help: extern "C" fn() -> RStr<'static>,
+    /// Creates an instance.
+    #[sabi(last_prefix_field)]
+    pub create:
+        extern "C" fn(config: DeviceConfig, host: HostServices) -> RResult<DeviceBox, PluginError>,
+}
+
+impl RootModule for DeviceModuleRef {
+    abi_stable::declare_root_module_statics! {DeviceModuleRef}
+    const BASE_NAME: &'static str = crate::DEVICE_MODULE_NAME;
+    const NAME: &'static str = crate::DEVICE_MODULE_NAME;
+    const VERSION_STRINGS: VersionStrings = crate::ABI_VERSION;
+}
+
+// ---------------------------------------------------------------------------
+// The plain-Rust side that device authors implement.
+
+/// A device model, in plain Rust. Exported with [`export_device!`](crate::export_device).
+///
+/// Reads and writes cannot fail from the guest's point of view (hardware
+/// does not refuse a bus cycle): a device ignores what it does not decode.
+pub trait Device: Send + 'static {
+    /// Name used with `--device`.
+    const NAME: &'static str;
+    /// One-line description.
+    const DESCRIPTION: &'static str;
+    /// Help for the `key=value` options.
+    const OPTIONS_HELP: &'static str;
+    /// Creates an instance from its options.
+    fn create(config: &DeviceConfig, host: HostServices) -> Result<Self, PluginError>
+    where
+        Self: Sized;
+    /// Claimed ranges.
+    fn io_ranges(&self) -> Vec<IoRange>;
+    /// A read at `addr` (absolute port or guest-physical address).
+    fn read(&mut self, space: AddressSpace, addr: u64, data: &mut [u8]);
+    /// A write at `addr`.
+    fn write(&mut self, space: AddressSpace, addr: u64, data: &[u8]);
+    /// Power-on state.
+    fn reset(&mut self);
+    /// Saves state.
+    fn save(&self) -> Result<DeviceState, PluginError>;
+    /// Restores state.
+    fn restore(&mut self, state: &DeviceState) -> Result<(), PluginError>;
+}
+
+/// Wraps a plain-Rust device so that it can cross the ABI; panics become errors.
+pub struct DeviceAdapter<D: Device> {
+    inner: D,
+    poison: Poison,
+    ranges: Vec<IoRange>,
+}
+
+impl<D: Device> DeviceAdapter<D> {
+    /// Wraps `inner`.
+    pub fn new(inner: D) -> Self {
+        let ranges = inner.io_ranges();
+        Self {
+            inner,
+            poison: Poison::default(),
+            ranges,
+        }
+    }
+}
+
+/// Boxes a plain-Rust device as an ABI object.
+pub fn device_into_ffi<D: Device>(dev: D) -> DeviceBox {
+    FfiDevice_TO::from_value(DeviceAdapter::new(dev), abi_stable::sabi_trait::TD_Opaque)
+}
+
+impl<D: Device> FfiDevice for DeviceAdapter<D> {
+    fn io_ranges(&self) -> RVec<IoRange> {
+        RVec::from(self.ranges.clone())
+    }
+    fn read(
+        &mut self,
+        space: AddressSpace,
+        addr: u64,
+        mut data: RSliceMut<'_, u8>,
+    ) -> PluginResult<()> {
+        let d = &mut self.inner;
+        let buf = data.as_mut_slice();
+        self.poison.call("read", move || {
+            d.read(space, addr, buf);
+            Ok(())
+        })
+    }
+    fn write(&mut self, space: AddressSpace, addr: u64, data: RSlice<'_, u8>) -> PluginResult<()> {
+        let d = &mut self.inner;
+        self.poison.call("write", move || {
+            d.write(space, addr, data.as_slice());
+            Ok(())
+        })
+    }
+    fn reset(&mut self) -> PluginResult<()> {
+        let d = &mut self.inner;
+        self.poison.call("reset", move || {
+            d.reset();
+            Ok(())
+        })
+    }
+    fn save(&self) -> PluginResult<DeviceState> {
+        crate::guard("save", || self.inner.save())
+    }
+    fn restore(&mut self, state: DeviceState) -> PluginResult<()> {
+        let d = &mut self.inner;
+        self.poison.call("restore", move || d.restore(&state))
+    }
+}
+
+/// Entry points behind [`export_device!`](crate::export_device); not for direct use.
+#[doc(hidden)]
+pub mod export_support {
+    use super::*;
+
+    /// Guarded `create`.
+    pub fn create<D: Device>(
+        config: DeviceConfig,
+        host: HostServices,
+    ) -> RResult<DeviceBox, PluginError> {
+        crate::guard("create", || D::create(&config, host).map(device_into_ffi))
+    }
+}
+
+/// Exports a [`Device`] implementation as this library's root module.
+///
+/// ```ignore
+/// hyperplug_plugin_api::export_device!(Uart);
+/// ```
+#[macro_export]
+macro_rules! export_device {
+    ($device:ty) => {
+        mod __hyperplug_device_export {
+            use super::*;
+            use $crate::abi_stable::prefix_type::PrefixTypeTrait;
+            use $crate::abi_stable::std_types::{RResult, RStr};
+            use $crate::device::{
+                export_support, Device, DeviceBox, DeviceModule, DeviceModuleRef, HostServices,
+            };
+            use $crate::{DeviceConfig, PluginError};
+
+            extern "C" fn name() -> RStr<'static> {
+                RStr::from_str(<$device as Device>::NAME)
+            }
+            extern "C" fn description() -> RStr<'static> {
+                RStr::from_str(<$device as Device>::DESCRIPTION)
+            }
+            extern "C" fn options_help() -> RStr<'static> {
+                RStr::from_str(<$device as Device>::OPTIONS_HELP)
+            }
+            extern "C" fn create(
+                config: DeviceConfig,
+                host: HostServices,
+            ) -> RResult<DeviceBox, PluginError> {
+                export_support::create::<$device>(config, host)
+            }
+
+            /// The root module of this device library.
+            #[$crate::abi_stable::export_root_module]
+            pub fn get_library() -> DeviceModuleRef {
+                DeviceModule {
+                    name,
+                    description,
+                    options_help,
+                    create,
+                }
+                .leak_into_prefix()
+            }
+        }
+    };
+}
