@@ -1,1 +1,24 @@
+//! Hyperplug host core (the `kvm.ko` of the project): CPU detection, plugin
+//! loading, memory slots, the device bus, the vCPU run loop and image loaders.
+//!
+//! The binary `hyperplug` is a thin CLI over this library; the integration
+//! tests drive the same API.
 
+// pub mod boot; (re-enabled once image/embedded land)
+pub mod bus;
+pub mod cli;
+// pub mod commands;
+pub mod cpu;
+pub mod dump;
+pub mod embedded;
+pub mod error;
+pub mod image;
+pub mod memory;
+pub mod plugin;
+pub mod power;
+pub mod run;
+pub mod select;
+pub mod services;
+pub mod size;
+
+pub use error::{Error, Result};

@@ -1,1 +1,2 @@
-fn main(){}
+//! Placeholder while the image loaders land.
+fn main() {}

@@ -1,0 +1,207 @@
+//! The subcommands behind the CLI: `backends`, `plugins`, `run`.
+
+use crate::cli::{Cli, Command, RunArgs, TraceWhat};
+use crate::cpu::{DevKvm, HostCpu};
+use crate::error::{Error, Result};
+use crate::image::{self, ModuleSpec};
+use crate::plugin::{Inventory, LoadedBackend, PluginPath};
+use crate::run::{DeviceSpec, Machine, MachineConfig, Outcome, Trace};
+use crate::select::{choose, Candidate};
+use crate::size::format_size;
+use std::io::Write;
+
+/// Process exit status for host-side errors (bad input, missing plugins).
+pub const EXIT_HOST_ERROR: i32 = 1;
+
+/// Runs the parsed command line; returns the process exit status.
+pub fn execute(cli: Cli) -> i32 {
+    let path = PluginPath::new(&cli.plugin_dir);
+    let r = match cli.command {
+        Command::Backends => backends(&path).map(|()| 0),
+        Command::Plugins => plugins(&path).map(|()| 0),
+        Command::Run(args) => run(&path, &args),
+    };
+    match r {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("hyperplug: error: {e}");
+            EXIT_HOST_ERROR
+        }
+    }
+}
+
+fn candidates(inv: &Inventory) -> Vec<Candidate> {
+    inv.backends
+        .iter()
+        .map(|b| Candidate { name: b.name(), detection: (b.module.detect())() })
+        .collect()
+}
+
+/// `hyperplug backends`.
+pub fn backends(path: &PluginPath) -> Result<()> {
+    let cpu = HostCpu::detect();
+    let inv = Inventory::scan(path);
+    let mut out = std::io::stdout().lock();
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    let _ = writeln!(out, "Host CPU");
+    let _ = writeln!(out, "  vendor:      {}", cpu.vendor);
+    if !cpu.brand.is_empty() {
+        let _ = writeln!(out, "  model name:  {}", cpu.brand);
+    }
+    let _ = writeln!(out, "  family/model/stepping: {:#x}/{:#x}/{:#x}", cpu.family, cpu.model, cpu.stepping);
+    let _ = writeln!(out, "  VMX (CPUID.1:ECX[5]):          {}", yes(cpu.vmx));
+    let _ = writeln!(out, "  SVM (CPUID.80000001h:ECX[2]):  {}", yes(cpu.svm));
+    match &cpu.hypervisor_vendor {
+        Some(v) => {
+            let _ = writeln!(out, "  running under a hypervisor:    yes ({v})");
+        }
+        None => {
+            let _ = writeln!(out, "  running under a hypervisor:    no");
+        }
+    }
+    let kvm = DevKvm::probe();
+    let _ = writeln!(out, "\n/dev/kvm");
+    let _ = match &kvm {
+        DevKvm::Missing => writeln!(out, "  not present"),
+        DevKvm::NoAccess(e) => writeln!(out, "  present but not usable: {e}"),
+        DevKvm::Usable if cpu.hardware_virtualization() => {
+            writeln!(out, "  usable, hardware-assisted (the host CPU has VMX/SVM)")
+        }
+        DevKvm::Usable => writeln!(
+            out,
+            "  usable, NOT hardware-assisted: the host CPU reports no VMX/SVM, so this is a\n  \
+             paravirtual KVM that emulates guest kernel-mode code in software (~1 MIPS);\n  \
+             64-bit user-mode guest code runs natively"
+        ),
+    };
+    let _ = writeln!(out, "\nBackends (plugin path: {})", display_dirs(path));
+    let cands = candidates(&inv);
+    if cands.is_empty() {
+        let _ = writeln!(out, "  none found");
+    }
+    for (b, c) in inv.backends.iter().zip(&cands) {
+        let status = if c.detection.usable { "usable" } else { "not usable" };
+        let _ = writeln!(out, "  {:<6} {status}: {}", c.name, c.detection.reason);
+        let _ = writeln!(out, "         vendor {}, ABI {}, {}", (b.module.vendor())(), b.abi, b.path.display());
+    }
+    for e in &inv.refused {
+        let _ = writeln!(out, "  refused: {e}");
+    }
+    let choice = choose(&cpu, &cands);
+    let _ = writeln!(out, "\nauto picks: {}", choice.why);
+    if choice.index.is_none() {
+        return Err(Error::NoBackend(choice.why));
+    }
+    Ok(())
+}
+
+fn display_dirs(path: &PluginPath) -> String {
+    let v: Vec<String> = path.dirs.iter().map(|d| d.display().to_string()).collect();
+    v.join(":")
+}
+
+/// `hyperplug plugins`.
+pub fn plugins(path: &PluginPath) -> Result<()> {
+    let inv = Inventory::scan(path);
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "Device plugins (plugin path: {})", display_dirs(path));
+    if inv.devices.is_empty() {
+        let _ = writeln!(out, "  none found");
+    }
+    for d in &inv.devices {
+        let _ = writeln!(out, "  {:<12} ABI {}  {}", d.name(), d.abi, (d.module.description())());
+        let _ = writeln!(out, "               {}", d.path.display());
+        for line in (d.module.options_help())().as_str().lines() {
+            let _ = writeln!(out, "               {line}");
+        }
+    }
+    let _ = writeln!(out, "Backend plugins");
+    for b in &inv.backends {
+        let _ = writeln!(out, "  {:<12} ABI {}  {}", b.name(), b.abi, (b.module.description())());
+    }
+    for e in &inv.refused {
+        let _ = writeln!(out, "  refused: {e}");
+    }
+    Ok(())
+}
+
+/// Picks the backend `--backend` names (or ranks them for `auto`).
+pub fn select_backend(inv: &Inventory, spec: &str) -> Result<LoadedBackend> {
+    if spec != "auto" {
+        return inv.backend(spec);
+    }
+    let cands = candidates(inv);
+    let choice = choose(&HostCpu::detect(), &cands);
+    match choice.index {
+        Some(i) => {
+            tracing::info!(target: "devices", "auto picks {}", choice.why);
+            Ok(inv.backends[i].clone())
+        }
+        None => Err(Error::NoBackend(choice.why)),
+    }
+}
+
+/// Builds the device list: defaults first unless turned off or replaced.
+pub fn device_specs(args: &RunArgs) -> Result<Vec<DeviceSpec>> {
+    let explicit: Vec<DeviceSpec> = args.devices.iter().map(|d| DeviceSpec::parse(d)).collect::<Result<_>>()?;
+    let named = |n: &str| explicit.iter().any(|d| d.plugin == n);
+    let mut v = Vec::new();
+    if !args.no_serial && !named("serial") {
+        v.push(DeviceSpec::parse("serial")?);
+    }
+    if !args.no_debug_exit && !named("debug-exit") {
+        v.push(DeviceSpec::parse("debug-exit")?);
+    }
+    v.extend(explicit);
+    Ok(v)
+}
+
+/// `hyperplug run`.
+pub fn run(path: &PluginPath, args: &RunArgs) -> Result<i32> {
+    let inv = Inventory::scan(path);
+    for e in &inv.refused {
+        tracing::warn!(target: "devices", "skipping plugin: {e}");
+    }
+    let backend = select_backend(&inv, &args.backend)?;
+    let cfg = MachineConfig {
+        memory: args.memory,
+        devices: device_specs(args)?,
+        trace: Trace { exits: args.trace.contains(&TraceWhat::Exits) },
+    };
+    let mut m = Machine::new(&backend, &inv, &cfg)?;
+    let setup = if let Some(k) = &args.kernel {
+        let modules: Vec<ModuleSpec> = args.modules.iter().map(|s| ModuleSpec::parse(s)).collect();
+        image::load_kernel(m.memory(), m.ram_size(), k, &args.cmdline, &modules)
+            .map_err(|e| Error::Image(e.to_string()))?
+    } else if let Some(img) = &args.image {
+        let (Some(load), Some(entry)) = (args.load_addr, args.entry) else {
+            return Err(Error::Config("--image needs --load-addr and --entry".into()));
+        };
+        image::load_raw(m.memory(), m.ram_size(), img, load, entry, args.mode.into())
+            .map_err(|e| Error::Image(e.to_string()))?
+    } else {
+        crate::boot::load_embedded(m.memory(), m.ram_size(), m.backend_name())?
+    };
+    tracing::info!(target: "devices", "{} on {} with {}", setup.description, m.backend_name(), format_size(args.memory));
+    m.set_boot_state(&setup)?;
+    let outcome = m.run()?;
+    let _ = std::io::stdout().flush();
+    report_outcome(&outcome);
+    Ok(outcome.exit_code())
+}
+
+/// Prints how the guest ended (stderr), except for a clean power-off.
+pub fn report_outcome(o: &Outcome) {
+    match o {
+        Outcome::PowerOff => tracing::info!(target: "devices", "guest powered off (ACPI S5)"),
+        Outcome::DeviceExit { status, reason } => {
+            tracing::info!(target: "devices", "{reason}: exit status {}", status & 0xff)
+        }
+        Outcome::TripleFault { dump } => {
+            eprintln!("hyperplug: guest shutdown (triple fault)\n{dump}");
+        }
+        Outcome::GuestStopped { what, dump } => {
+            eprintln!("hyperplug: guest stopped: {what}\n{dump}");
+        }
+    }
+}
