@@ -1,0 +1,108 @@
+//! Shared helpers for the integration tests: find the built binary and
+//! plugins, run `hyperplug` with a timeout, and skip kvm tests cleanly.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The cargo target profile directory (`target/debug`) holding the binary and the `.so` files.
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let deps = exe.parent().expect("deps dir");
+    deps.parent().expect("profile dir").to_path_buf()
+}
+
+/// The built `hyperplug` binary; the README's test command builds it first.
+pub fn hyperplug_bin() -> PathBuf {
+    let p = target_dir().join("hyperplug");
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --workspace` before `cargo test --workspace` (see README)",
+        p.display()
+    );
+    p
+}
+
+/// A built shared library in the target directory, by its crate's lib name.
+pub fn built_library(lib_name: &str) -> PathBuf {
+    let p = target_dir().join(format!("lib{lib_name}.so"));
+    assert!(p.exists(), "{} is missing: run `cargo build --workspace` first", p.display());
+    p
+}
+
+/// Whether /dev/kvm can be opened read-write; prints the skip line when not.
+pub fn kvm_usable_or_skip(test: &str) -> bool {
+    let ok = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok();
+    if !ok {
+        eprintln!("skipped: /dev/kvm not usable ({test})");
+    }
+    ok
+}
+
+/// The result of one `hyperplug` run.
+#[derive(Debug)]
+pub struct RunResult {
+    /// Exit status (None if killed by a signal).
+    pub code: Option<i32>,
+    /// Captured stdout.
+    pub stdout: String,
+    /// Captured stderr.
+    pub stderr: String,
+}
+
+/// Runs `hyperplug args...` with `stdin` fed in, killing it after `timeout`.
+pub fn run_hyperplug(args: &[&str], stdin: &[u8], timeout: Duration) -> RunResult {
+    let mut child = Command::new(hyperplug_bin())
+        .args(["--plugin-dir", target_dir().to_str().expect("utf-8 target dir")])
+        .args(args)
+        .env_remove("HYPERPLUG_LOG")
+        .env_remove("HYPERPLUG_PLUGIN_PATH")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn hyperplug");
+    {
+        let mut sin = child.stdin.take().expect("stdin");
+        let data = stdin.to_vec();
+        std::thread::spawn(move || {
+            let _ = sin.write_all(&data);
+            // Dropping closes stdin (EOF).
+        });
+    }
+    let start = Instant::now();
+    loop {
+        match child.try_wait().expect("wait") {
+            Some(_) => break,
+            None if start.elapsed() > timeout => {
+                let _ = child.kill();
+                let out = child.wait_with_output().expect("output");
+                panic!(
+                    "hyperplug {args:?} did not finish within {timeout:?}\nstdout:\n{}\nstderr:\n{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            None => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    let out: Output = child.wait_with_output().expect("output");
+    RunResult {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A scratch directory unique to this test process and `name`.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("hyperplug-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("create scratch dir");
+    d
+}
+
+/// Generous timeout: guest kernel code is emulated at ~1 MIPS under a paravirtual KVM.
+pub const TIMEOUT: Duration = Duration::from_secs(120);
