@@ -1,0 +1,59 @@
+//! The CPUID table a vCPU gets: KVM's supported set, with per-vCPU APIC ids.
+
+use kvm_bindings::kvm_cpuid_entry2;
+
+/// Writes vCPU `id`'s APIC id into the CPUID leaves that report it:
+/// CPUID.01H:EBX\[31:24\] (initial APIC ID, SDM vol. 2A, CPUID, Table 3-8) and
+/// CPUID.0BH / CPUID.1FH:EDX (x2APIC ID of the current logical processor,
+/// SDM vol. 2A, CPUID, leaves 0BH and 1FH).
+pub fn set_apic_id(entries: &mut [kvm_cpuid_entry2], id: u32) {
+    for e in entries.iter_mut() {
+        match e.function {
+            1 => e.ebx = (e.ebx & 0x00ff_ffff) | ((id & 0xff) << 24),
+            0xb | 0x1f => e.edx = id,
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(function: u32, index: u32, ebx: u32, edx: u32) -> kvm_cpuid_entry2 {
+        kvm_cpuid_entry2 {
+            function,
+            index,
+            ebx,
+            edx,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn apic_id_lands_in_every_leaf_that_reports_it() {
+        // (function, index, ebx before, edx before, id, ebx after, edx after)
+        let cases: [(u32, u32, u32, u32, u32, u32, u32); 6] = [
+            (1, 0, 0x0001_0800, 7, 0, 0x0001_0800, 7),
+            (1, 0, 0xff01_0800, 7, 3, 0x0301_0800, 7),
+            (1, 0, 0x0001_0800, 7, 0x1ff, 0xff01_0800, 7),
+            (0xb, 0, 1, 0, 5, 1, 5),
+            (0xb, 1, 2, 0, 9, 2, 9),
+            (0x1f, 0, 1, 0, 0x1ff, 1, 0x1ff),
+        ];
+        for (f, i, ebx, edx, id, ebx2, edx2) in cases {
+            let mut e = [entry(f, i, ebx, edx), entry(0x8000_0001, 0, 0x55, 0x66)];
+            set_apic_id(&mut e, id);
+            assert_eq!(
+                (e[0].ebx, e[0].edx),
+                (ebx2, edx2),
+                "leaf {f:#x}.{i} id {id}"
+            );
+            assert_eq!(
+                (e[1].ebx, e[1].edx),
+                (0x55, 0x66),
+                "unrelated leaf untouched"
+            );
+        }
+    }
+}
