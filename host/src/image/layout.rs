@@ -24,7 +24,7 @@
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 
 use super::{human_size, ImageError};
-use crate::memory::GuestMemory;
+use crate::memory::{GuestMemory, HIGH_RAM_START, MMIO_HOLE_START};
 
 /// Guest-physical address of the host's GDT.
 pub const GDT_ADDR: u64 = 0x1000;
@@ -92,6 +92,27 @@ pub const LONG_AREAS: &[Area] = &[GDT_AREA, PAGE_TABLE_AREA, STACK_AREA];
 /// Areas a multiboot boot writes.
 pub const MULTIBOOT_AREAS: &[Area] = &[GDT_AREA, STACK_AREA, MB_INFO_AREA];
 
+/// Guest RAM as `[start, end)` ranges for `ram_size` bytes, laid out as
+/// [`crate::memory`] does: up to 3 GiB at 0, the rest from 4 GiB.
+pub fn ram_ranges(ram_size: u64) -> Vec<(u64, u64)> {
+    let low = ram_size.min(MMIO_HOLE_START);
+    let mut v = vec![(0, low)];
+    if ram_size > low {
+        v.push((
+            HIGH_RAM_START,
+            HIGH_RAM_START.saturating_add(ram_size - low),
+        ));
+    }
+    v
+}
+
+/// True if `[addr, end)` lies wholly inside one RAM range.
+fn in_ram(ram_size: u64, addr: u64, end: u64) -> bool {
+    ram_ranges(ram_size)
+        .iter()
+        .any(|&(s, e)| s <= addr && end <= e)
+}
+
 /// The guest an image is being loaded into, and the file it comes from.
 #[derive(Clone, Copy)]
 pub struct Target<'a> {
@@ -99,7 +120,7 @@ pub struct Target<'a> {
     pub file: &'a str,
     /// Guest RAM.
     pub mem: &'a GuestMemory,
-    /// Size of guest RAM, which starts at guest-physical 0.
+    /// Size of guest RAM (see [`ram_ranges`] for where it lies).
     pub ram_size: u64,
 }
 
@@ -146,7 +167,7 @@ impl Target<'_> {
         }
         let in_slots =
             usize::try_from(len).is_ok_and(|l| self.mem.check_range(GuestAddress(addr), l));
-        if end > self.ram_size || !in_slots {
+        if !in_ram(self.ram_size, addr, end) || !in_slots {
             return Err(ImageError::DoesNotFit {
                 file: self.file.into(),
                 what: what.into(),
@@ -194,7 +215,9 @@ impl Target<'_> {
                 reason: format!("is not below {limit:#x} ({limit_name})"),
             });
         }
-        if entry >= self.ram_size || !self.mem.address_in_range(GuestAddress(entry)) {
+        if !in_ram(self.ram_size, entry, entry.saturating_add(1))
+            || !self.mem.address_in_range(GuestAddress(entry))
+        {
             return Err(ImageError::BadEntry {
                 file: self.file.into(),
                 entry,
@@ -317,6 +340,36 @@ mod tests {
                 .map(|e| e.to_string());
             assert_eq!(got.as_deref(), *want, "addr {addr:#x} len {len:#x}");
         }
+    }
+
+    #[test]
+    fn ram_above_the_hole() {
+        let ram = 4u64 << 30;
+        assert_eq!(
+            ram_ranges(ram),
+            vec![(0, 0xc000_0000), (0x1_0000_0000, 0x1_4000_0000)]
+        );
+        assert_eq!(ram_ranges(16 << 20), vec![(0, 16 << 20)]);
+        let mem = testutil::memory_pc(ram);
+        let t = Target {
+            file: "f",
+            mem: &mem,
+            ram_size: ram,
+        };
+        let cases: &[(u64, u64, bool)] = &[
+            (0xbfff_f000, 0x1000, true),
+            (0xbfff_f000, 0x2000, false),
+            (0xd000_0000, 0x10, false),
+            (0x1_0000_0000, 0x1000, true),
+            (0x1_3fff_f000, 0x1000, true),
+            (0x1_3fff_f000, 0x1001, false),
+        ];
+        for &(addr, len, fits) in cases {
+            let r = t.check("x", addr, len, &[]);
+            assert_eq!(r.is_ok(), fits, "{addr:#x}+{len:#x}: {r:?}");
+        }
+        assert!(t.check_entry(0x1_0000_0000, u64::MAX, "").is_ok());
+        assert!(t.check_entry(0xc000_0000, u64::MAX, "").is_err());
     }
 
     #[test]

@@ -6,8 +6,6 @@
 //! memory map entries, the module list (16-byte aligned), then the strings:
 //! boot loader name, command line, module strings.
 
-use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
-
 use super::layout::{self, Target};
 use super::ImageError;
 
@@ -75,14 +73,11 @@ pub struct ModuleEntry {
 /// One memory map entry: base, length, type.
 pub type MmapEntry = (u64, u64, u32);
 
-/// The memory map: RAM (the guest's memory regions, clipped to `ram_size`)
-/// as available except 0x9fc00..1 MiB, plus the EBDA (0x9fc00..0xa0000) and
+/// The memory map: RAM ([`layout::ram_ranges`]) as available except 0x9fc00..1 MiB, plus the EBDA (0x9fc00..0xa0000) and
 /// the BIOS area (0xf0000..0x100000) as reserved; sorted, adjacent entries merged.
 pub fn memory_map(t: &Target<'_>) -> Vec<MmapEntry> {
     let mut v: Vec<MmapEntry> = Vec::new();
-    for r in t.mem.iter() {
-        let s = r.start_addr().0;
-        let e = s.saturating_add(r.len()).min(t.ram_size);
+    for (s, e) in layout::ram_ranges(t.ram_size) {
         if s >= e {
             continue;
         }
@@ -219,6 +214,16 @@ mod tests {
                     (0x10_0000, 15 << 20, 1),
                 ],
             ),
+            (
+                4 << 30,
+                &[
+                    (0, 0x9fc00, 1),
+                    (0x9fc00, 0x400, 2),
+                    (0xf0000, 0x10000, 2),
+                    (0x10_0000, 0xc000_0000 - 0x10_0000, 1),
+                    (0x1_0000_0000, 1 << 30, 1),
+                ],
+            ),
             // RAM smaller than 640 KiB: no upper memory.
             (
                 512 << 10,
@@ -230,13 +235,24 @@ mod tests {
             ),
         ];
         for (ram, want) in cases {
-            let mem = testutil::memory(*ram);
+            let mem = testutil::memory_pc(*ram);
             let t = Target {
                 file: "k",
                 mem: &mem,
                 ram_size: *ram,
             };
             assert_eq!(memory_map(&t), *want, "ram {ram:#x}");
+            let info = build(&t, "k", &[]).unwrap_or_default();
+            let mem_upper = u32::from_le_bytes([info[8], info[9], info[10], info[11]]);
+            let want_upper = want
+                .iter()
+                .find(|e| e.0 == HIGH_START)
+                .map_or(0, |e| e.1 / 1024);
+            assert_eq!(
+                u64::from(mem_upper),
+                want_upper,
+                "mem_upper for ram {ram:#x}"
+            );
         }
     }
 

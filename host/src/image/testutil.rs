@@ -12,6 +12,18 @@ pub fn memory(size: u64) -> GuestMemory {
     }
 }
 
+/// Guest memory laid out as the host lays out `ram` bytes (a 3-4 GiB hole).
+pub fn memory_pc(ram: u64) -> GuestMemory {
+    let ranges: Vec<(GuestAddress, usize)> = super::layout::ram_ranges(ram)
+        .iter()
+        .map(|&(s, e)| (GuestAddress(s), (e - s) as usize))
+        .collect();
+    match GuestMemoryMmap::from_ranges(&ranges) {
+        Ok(m) => m,
+        Err(e) => panic!("cannot create {ram} bytes of test guest memory: {e}"),
+    }
+}
+
 /// Reads `len` bytes (zeros where unreadable, which the asserts then catch).
 pub fn read(mem: &GuestMemory, addr: u64, len: usize) -> Vec<u8> {
     let mut v = vec![0u8; len];
