@@ -23,8 +23,7 @@ pub fn load_embedded(mem: &GuestMemory, ram_size: u64, backend: &str) -> Result<
         embedded::LOAD_ADDR,
         embedded::ENTRY,
         Mode::Real,
-    )
-    .map_err(|e| Error::Image(e.to_string()))?;
+    )?;
     setup.description = format!("embedded guest ({} bytes at {:#x})", embedded::image().len(), embedded::LOAD_ADDR);
     Ok(setup)
 }

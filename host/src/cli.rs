@@ -30,7 +30,7 @@ pub enum Command {
     /// List the device plugins found, with their ABI versions and options.
     Plugins,
     /// Run a guest (the embedded guest when no --kernel/--image is given).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
 }
 
 /// What `--trace` can show.

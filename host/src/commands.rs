@@ -171,14 +171,12 @@ pub fn run(path: &PluginPath, args: &RunArgs) -> Result<i32> {
     let mut m = Machine::new(&backend, &inv, &cfg)?;
     let setup = if let Some(k) = &args.kernel {
         let modules: Vec<ModuleSpec> = args.modules.iter().map(|s| ModuleSpec::parse(s)).collect();
-        image::load_kernel(m.memory(), m.ram_size(), k, &args.cmdline, &modules)
-            .map_err(|e| Error::Image(e.to_string()))?
+        image::load_kernel(m.memory(), m.ram_size(), k, &args.cmdline, &modules)?
     } else if let Some(img) = &args.image {
         let (Some(load), Some(entry)) = (args.load_addr, args.entry) else {
             return Err(Error::Config("--image needs --load-addr and --entry".into()));
         };
-        image::load_raw(m.memory(), m.ram_size(), img, load, entry, args.mode.into())
-            .map_err(|e| Error::Image(e.to_string()))?
+        image::load_raw(m.memory(), m.ram_size(), img, load, entry, args.mode.into())?
     } else {
         crate::boot::load_embedded(m.memory(), m.ram_size(), m.backend_name())?
     };

@@ -57,8 +57,8 @@ pub enum Error {
     #[error("guest memory: {0}")]
     Memory(String),
     /// An image could not be loaded.
-    #[error("{0}")]
-    Image(String),
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
     /// A bad command-line or configuration value.
     #[error("{0}")]
     Config(String),

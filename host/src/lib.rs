@@ -4,10 +4,10 @@
 //! The binary `hyperplug` is a thin CLI over this library; the integration
 //! tests drive the same API.
 
-// pub mod boot; (re-enabled once image/embedded land)
+pub mod boot;
 pub mod bus;
 pub mod cli;
-// pub mod commands;
+pub mod commands;
 pub mod cpu;
 pub mod dump;
 pub mod embedded;

@@ -38,7 +38,7 @@ pub struct GuestRam {
 impl GuestRam {
     /// Allocates `ram_size` bytes of RAM as slots 0 (low) and 1 (high, if needed).
     pub fn new(ram_size: u64) -> Result<Self> {
-        if ram_size == 0 || ram_size % PAGE_SIZE != 0 {
+        if ram_size == 0 || !ram_size.is_multiple_of(PAGE_SIZE) {
             return Err(Error::Memory(format!(
                 "size {ram_size} is not a non-zero multiple of 4 KiB"
             )));
@@ -73,7 +73,7 @@ impl GuestRam {
 
     /// Allocates and records a slot; the caller registers it with the backend.
     pub fn insert(&mut self, id: u32, gpa: u64, size: u64, flags: u32) -> Result<MemorySlot> {
-        if gpa % PAGE_SIZE != 0 || size == 0 || size % PAGE_SIZE != 0 {
+        if !gpa.is_multiple_of(PAGE_SIZE) || size == 0 || !size.is_multiple_of(PAGE_SIZE) {
             return Err(Error::Memory(format!(
                 "slot {id}: base {gpa:#x} and size {size:#x} must be non-zero multiples of 4 KiB"
             )));

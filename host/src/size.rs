@@ -36,7 +36,7 @@ pub fn parse_memory_size(s: &str) -> Result<u64, String> {
     let bytes = n
         .checked_mul(1u64 << shift)
         .ok_or_else(|| format!("'{s}' is too large"))?;
-    if bytes % 4096 != 0 {
+    if !bytes.is_multiple_of(4096) {
         return Err(format!("'{s}' is not a multiple of 4 KiB"));
     }
     if bytes < MIN_MEMORY {
@@ -57,7 +57,7 @@ pub fn parse_memory_size(s: &str) -> Result<u64, String> {
 /// Formats a byte count as the largest exact binary unit (`256 MiB`).
 pub fn format_size(bytes: u64) -> String {
     for (shift, unit) in [(40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")] {
-        if bytes >= 1 << shift && bytes % (1 << shift) == 0 {
+        if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
             return format!("{} {unit}", bytes >> shift);
         }
     }
