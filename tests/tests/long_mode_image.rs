@@ -1,0 +1,52 @@
+//! User story: a raw 64-bit image started with `--image --mode long` (host-built
+//! GDT and identity page tables) prints and ends through debug-exit, whose
+//! status `(V << 1) | 1` becomes the process exit status.
+
+mod support;
+
+use hyperplug_tests::guests::LONG_MODE_EXIT_VALUE;
+use hyperplug_tests::long_mode_hello_guest;
+use support::*;
+
+#[test]
+fn long_mode_raw_image_exits_through_debug_exit() {
+    if !kvm_usable_or_skip("long mode raw image") {
+        return;
+    }
+    let g = long_mode_hello_guest().expect("assemble long-mode guest");
+    let d = scratch_dir("long");
+    let img = d.join("long.bin");
+    std::fs::write(&img, &g.bytes).unwrap();
+    let load = format!("{:#x}", g.load_addr);
+    let entry = format!("{:#x}", g.entry);
+    let r = run_hyperplug(
+        &["run", "--image", img.to_str().unwrap(), "--load-addr", &load, "--entry", &entry, "--mode", "long"],
+        b"",
+        TIMEOUT,
+    );
+    let want = ((LONG_MODE_EXIT_VALUE << 1) | 1) as i32;
+    assert_eq!(r.code, Some(want), "stdout: {}\nstderr: {}", r.stdout, r.stderr);
+    assert_eq!(r.stdout, "long mode ok\n");
+}
+
+#[test]
+fn debug_exit_can_be_turned_off() {
+    if !kvm_usable_or_skip("no debug-exit") {
+        return;
+    }
+    let g = long_mode_hello_guest().expect("assemble long-mode guest");
+    let d = scratch_dir("long-nodebug");
+    let img = d.join("long.bin");
+    std::fs::write(&img, &g.bytes).unwrap();
+    let load = format!("{:#x}", g.load_addr);
+    let entry = format!("{:#x}", g.entry);
+    // Without the device the write to 0xf4 is dropped; the guest then halts
+    // with interrupts off and the host stops it (status 4).
+    let r = run_hyperplug(
+        &["run", "--no-debug-exit", "--image", img.to_str().unwrap(), "--load-addr", &load, "--entry", &entry, "--mode", "long"],
+        b"",
+        TIMEOUT,
+    );
+    assert_eq!(r.code, Some(4), "stdout: {}\nstderr: {}", r.stdout, r.stderr);
+    assert_eq!(r.stdout, "long mode ok\n");
+}
