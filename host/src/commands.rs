@@ -33,7 +33,10 @@ pub fn execute(cli: Cli) -> i32 {
 fn candidates(inv: &Inventory) -> Vec<Candidate> {
     inv.backends
         .iter()
-        .map(|b| Candidate { name: b.name(), detection: (b.module.detect())() })
+        .map(|b| Candidate {
+            name: b.name(),
+            detection: (b.module.detect())(),
+        })
         .collect()
 }
 
@@ -48,7 +51,11 @@ pub fn backends(path: &PluginPath) -> Result<()> {
     if !cpu.brand.is_empty() {
         let _ = writeln!(out, "  model name:  {}", cpu.brand);
     }
-    let _ = writeln!(out, "  family/model/stepping: {:#x}/{:#x}/{:#x}", cpu.family, cpu.model, cpu.stepping);
+    let _ = writeln!(
+        out,
+        "  family/model/stepping: {:#x}/{:#x}/{:#x}",
+        cpu.family, cpu.model, cpu.stepping
+    );
     let _ = writeln!(out, "  VMX (CPUID.1:ECX[5]):          {}", yes(cpu.vmx));
     let _ = writeln!(out, "  SVM (CPUID.80000001h:ECX[2]):  {}", yes(cpu.svm));
     match &cpu.hypervisor_vendor {
@@ -65,7 +72,10 @@ pub fn backends(path: &PluginPath) -> Result<()> {
         DevKvm::Missing => writeln!(out, "  not present"),
         DevKvm::NoAccess(e) => writeln!(out, "  present but not usable: {e}"),
         DevKvm::Usable if cpu.hardware_virtualization() => {
-            writeln!(out, "  usable, hardware-assisted (the host CPU has VMX/SVM)")
+            writeln!(
+                out,
+                "  usable, hardware-assisted (the host CPU has VMX/SVM)"
+            )
         }
         DevKvm::Usable => writeln!(
             out,
@@ -80,9 +90,19 @@ pub fn backends(path: &PluginPath) -> Result<()> {
         let _ = writeln!(out, "  none found");
     }
     for (b, c) in inv.backends.iter().zip(&cands) {
-        let status = if c.detection.usable { "usable" } else { "not usable" };
+        let status = if c.detection.usable {
+            "usable"
+        } else {
+            "not usable"
+        };
         let _ = writeln!(out, "  {:<6} {status}: {}", c.name, c.detection.reason);
-        let _ = writeln!(out, "         vendor {}, ABI {}, {}", (b.module.vendor())(), b.abi, b.path.display());
+        let _ = writeln!(
+            out,
+            "         vendor {}, ABI {}, {}",
+            (b.module.vendor())(),
+            b.abi,
+            b.path.display()
+        );
     }
     for e in &inv.refused {
         let _ = writeln!(out, "  refused: {e}");
@@ -109,7 +129,13 @@ pub fn plugins(path: &PluginPath) -> Result<()> {
         let _ = writeln!(out, "  none found");
     }
     for d in &inv.devices {
-        let _ = writeln!(out, "  {:<12} ABI {}  {}", d.name(), d.abi, (d.module.description())());
+        let _ = writeln!(
+            out,
+            "  {:<12} ABI {}  {}",
+            d.name(),
+            d.abi,
+            (d.module.description())()
+        );
         let _ = writeln!(out, "               {}", d.path.display());
         for line in (d.module.options_help())().as_str().lines() {
             let _ = writeln!(out, "               {line}");
@@ -117,7 +143,13 @@ pub fn plugins(path: &PluginPath) -> Result<()> {
     }
     let _ = writeln!(out, "Backend plugins");
     for b in &inv.backends {
-        let _ = writeln!(out, "  {:<12} ABI {}  {}", b.name(), b.abi, (b.module.description())());
+        let _ = writeln!(
+            out,
+            "  {:<12} ABI {}  {}",
+            b.name(),
+            b.abi,
+            (b.module.description())()
+        );
     }
     for e in &inv.refused {
         let _ = writeln!(out, "  refused: {e}");
@@ -143,7 +175,11 @@ pub fn select_backend(inv: &Inventory, spec: &str) -> Result<LoadedBackend> {
 
 /// Builds the device list: defaults first unless turned off or replaced.
 pub fn device_specs(args: &RunArgs) -> Result<Vec<DeviceSpec>> {
-    let explicit: Vec<DeviceSpec> = args.devices.iter().map(|d| DeviceSpec::parse(d)).collect::<Result<_>>()?;
+    let explicit: Vec<DeviceSpec> = args
+        .devices
+        .iter()
+        .map(|d| DeviceSpec::parse(d))
+        .collect::<Result<_>>()?;
     let named = |n: &str| explicit.iter().any(|d| d.plugin == n);
     let mut v = Vec::new();
     if !args.no_serial && !named("serial") {
@@ -166,7 +202,9 @@ pub fn run(path: &PluginPath, args: &RunArgs) -> Result<i32> {
     let cfg = MachineConfig {
         memory: args.memory,
         devices: device_specs(args)?,
-        trace: Trace { exits: args.trace.contains(&TraceWhat::Exits) },
+        trace: Trace {
+            exits: args.trace.contains(&TraceWhat::Exits),
+        },
     };
     let mut m = Machine::new(&backend, &inv, &cfg)?;
     let setup = if let Some(k) = &args.kernel {
@@ -174,7 +212,9 @@ pub fn run(path: &PluginPath, args: &RunArgs) -> Result<i32> {
         image::load_kernel(m.memory(), m.ram_size(), k, &args.cmdline, &modules)?
     } else if let Some(img) = &args.image {
         let (Some(load), Some(entry)) = (args.load_addr, args.entry) else {
-            return Err(Error::Config("--image needs --load-addr and --entry".into()));
+            return Err(Error::Config(
+                "--image needs --load-addr and --entry".into(),
+            ));
         };
         image::load_raw(m.memory(), m.ram_size(), img, load, entry, args.mode.into())?
     } else {

@@ -432,6 +432,7 @@ macro_rules! export_backend {
             /// The root module of this backend library.
             #[$crate::abi_stable::export_root_module]
             pub fn get_library() -> BackendModuleRef {
+                $crate::install_plugin_panic_hook();
                 BackendModule {
                     name,
                     vendor,

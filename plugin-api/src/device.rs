@@ -283,6 +283,7 @@ macro_rules! export_device {
             /// The root module of this device library.
             #[$crate::abi_stable::export_root_module]
             pub fn get_library() -> DeviceModuleRef {
+                $crate::install_plugin_panic_hook();
                 DeviceModule {
                     name,
                     description,

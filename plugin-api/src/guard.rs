@@ -2,7 +2,28 @@
 
 use crate::error::{ErrorKind, PluginError};
 use abi_stable::std_types::RResult;
+use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+
+thread_local! {
+    /// Where the last panic on this thread happened, recorded by the plugin's hook.
+    static LAST_PANIC_LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Replaces the plugin's panic hook (each cdylib has its own copy of std)
+/// with one that records the location instead of printing a backtrace: the
+/// panic is reported once, by the host, as an error that names it.
+pub fn install_plugin_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let loc = info
+                .location()
+                .map(|l| format!("{}:{}", l.file(), l.line()));
+            LAST_PANIC_LOCATION.with(|c| *c.borrow_mut() = loc);
+        }));
+    });
+}
 
 /// Extracts a printable message from a panic payload.
 pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
@@ -21,10 +42,19 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 pub fn guard<T>(what: &str, f: impl FnOnce() -> Result<T, PluginError>) -> RResult<T, PluginError> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r.into(),
-        Err(payload) => RResult::RErr(PluginError::new(
-            ErrorKind::Panic,
-            format!("plugin panicked in {what}: {}", panic_message(&*payload)),
-        )),
+        Err(payload) => {
+            let at = LAST_PANIC_LOCATION
+                .with(|c| c.borrow_mut().take())
+                .map(|l| format!(" (at {l})"))
+                .unwrap_or_default();
+            RResult::RErr(PluginError::new(
+                ErrorKind::Panic,
+                format!(
+                    "plugin panicked in {what}: {}{at}",
+                    panic_message(&*payload)
+                ),
+            ))
+        }
     }
 }
 

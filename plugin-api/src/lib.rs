@@ -27,7 +27,7 @@ pub mod state;
 pub use config::{ConfigError, DeviceConfig};
 pub use error::{ErrorKind, PluginError, PluginResult};
 pub use exit::{Exit, ExitReason};
-pub use guard::{guard, panic_message};
+pub use guard::{guard, install_plugin_panic_hook, panic_message};
 
 /// abi_stable and the ABI types, re-exported so plugins use the same versions.
 pub use abi_stable;

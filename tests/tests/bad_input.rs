@@ -10,14 +10,22 @@ use support::*;
 fn assert_clean_error(r: &RunResult, needles: &[&str]) {
     assert_ne!(r.code, Some(0), "expected failure\nstderr: {}", r.stderr);
     assert!(r.code.is_some(), "killed by a signal\nstderr: {}", r.stderr);
-    assert!(!r.stderr.contains("panicked"), "panic in stderr: {}", r.stderr);
+    assert!(
+        !r.stderr.contains("panicked"),
+        "panic in stderr: {}",
+        r.stderr
+    );
     let line = r
         .stderr
         .lines()
         .find(|l| l.contains("error"))
         .unwrap_or_else(|| panic!("no error line in stderr: {}", r.stderr));
     for n in needles {
-        assert!(line.contains(n), "error line {line:?} lacks {n:?}\nfull stderr: {}", r.stderr);
+        assert!(
+            line.contains(n),
+            "error line {line:?} lacks {n:?}\nfull stderr: {}",
+            r.stderr
+        );
     }
 }
 
@@ -31,7 +39,10 @@ fn plugin_file_that_is_not_a_shared_library() {
     let f = d.join("libhyperplug_text.so");
     std::fs::write(&f, "this is not an ELF shared object\n").unwrap();
     let r = run(&["run", "--device", f.to_str().unwrap()]);
-    assert_clean_error(&r, &["libhyperplug_text.so", "not a loadable shared library"]);
+    assert_clean_error(
+        &r,
+        &["libhyperplug_text.so", "not a loadable shared library"],
+    );
 }
 
 #[test]
@@ -70,7 +81,13 @@ fn unknown_backend_name() {
 fn backend_given_as_a_device_plugin() {
     let lib = built_library("hyperplug_serial");
     let r = run(&["run", "--backend", lib.to_str().unwrap()]);
-    assert_clean_error(&r, &["libhyperplug_serial.so", "is a device plugin, not a backend"]);
+    assert_clean_error(
+        &r,
+        &[
+            "libhyperplug_serial.so",
+            "is a device plugin, not a backend",
+        ],
+    );
 }
 
 #[test]
@@ -78,7 +95,11 @@ fn bad_memory_values() {
     for bad in ["banana", "1M", "12Q", "4097K", "99999999999G"] {
         let r = run(&["run", "--memory", bad]);
         assert_eq!(r.code, Some(2), "--memory {bad}: {}", r.stderr);
-        assert!(r.stderr.contains("--memory"), "--memory {bad}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("--memory"),
+            "--memory {bad}: {}",
+            r.stderr
+        );
         assert!(r.stderr.contains(bad), "--memory {bad}: {}", r.stderr);
         assert!(!r.stderr.contains("panicked"));
     }
@@ -114,7 +135,9 @@ fn malformed_multiboot_header() {
     let flags: u32 = 1 << 16;
     let checksum = 0u32.wrapping_sub(magic.wrapping_add(flags));
     let mut img = Vec::new();
-    for w in [magic, flags, checksum, 0x10_0000, 0x10_0000, 0x0f_0000, 0, 0x10_0020] {
+    for w in [
+        magic, flags, checksum, 0x10_0000, 0x10_0000, 0x0f_0000, 0, 0x10_0020,
+    ] {
         img.extend(w.to_le_bytes());
     }
     img.resize(4096, 0x90);
@@ -129,7 +152,17 @@ fn image_that_does_not_fit_in_memory() {
     let d = scratch_dir("big");
     let f = d.join("big.bin");
     std::fs::write(&f, vec![0xf4u8; 3 << 20]).unwrap();
-    let r = run(&["run", "--memory", "2M", "--image", f.to_str().unwrap(), "--load-addr", "0x1000", "--entry", "0x1000"]);
+    let r = run(&[
+        "run",
+        "--memory",
+        "2M",
+        "--image",
+        f.to_str().unwrap(),
+        "--load-addr",
+        "0x1000",
+        "--entry",
+        "0x1000",
+    ]);
     assert_clean_error(&r, &["big.bin", "does not fit"]);
 }
 
@@ -137,4 +170,44 @@ fn image_that_does_not_fit_in_memory() {
 fn overlapping_devices_are_refused() {
     let r = run(&["run", "--device", "debug-exit,iobase=0x3f8,iosize=1"]);
     assert_clean_error(&r, &["overlaps", "serial"]);
+}
+
+#[test]
+fn panicking_device_plugin_stops_the_vm_cleanly() {
+    if !kvm_usable_or_skip("panicking plugin") {
+        return;
+    }
+    let lib = built_library("fixture_panicky");
+    let d = scratch_dir("panicky");
+    let img = d.join("poke.bin");
+    // 32-bit: mov dx, 0x510; out dx, al; cli; hlt
+    std::fs::write(&img, [0x66, 0xba, 0x10, 0x05, 0xee, 0xfa, 0xf4]).unwrap();
+    let r = run(&[
+        "run",
+        "--device",
+        lib.to_str().unwrap(),
+        "--image",
+        img.to_str().unwrap(),
+        "--load-addr",
+        "0x100000",
+        "--entry",
+        "0x100000",
+        "--mode",
+        "protected",
+    ]);
+    assert_eq!(r.code, Some(1), "stderr: {}", r.stderr);
+    let line = r
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("hyperplug: error:"))
+        .unwrap_or_default();
+    assert!(line.contains("device panicky"), "{}", r.stderr);
+    assert!(line.contains("plugin panicked in write"), "{}", r.stderr);
+    assert!(line.contains("fixture panic on write"), "{}", r.stderr);
+    assert!(
+        line.contains("(at tests/fixtures/panicky/src/lib.rs:"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("stack backtrace"), "{}", r.stderr);
 }

@@ -12,7 +12,13 @@ fn embedded_guest_under_kvm_prints_banner_and_powers_off() {
         return;
     }
     let r = run_hyperplug(&["run", "--backend", "kvm"], b"", TIMEOUT);
-    assert_eq!(r.code, Some(0), "stdout: {}\nstderr: {}", r.stdout, r.stderr);
+    assert_eq!(
+        r.code,
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        r.stdout,
+        r.stderr
+    );
     assert_eq!(
         r.stdout,
         "Hyperplug embedded guest: real mode -> protected mode -> long mode on backend kvm\n",
@@ -28,7 +34,11 @@ fn auto_backend_runs_the_embedded_guest_too() {
     }
     let r = run_hyperplug(&["run"], b"", TIMEOUT);
     assert_eq!(r.code, Some(0), "stderr: {}", r.stderr);
-    assert!(r.stdout.contains("long mode on backend kvm"), "stdout: {}", r.stdout);
+    assert!(
+        r.stdout.contains("long mode on backend kvm"),
+        "stdout: {}",
+        r.stdout
+    );
 }
 
 #[test]
@@ -36,11 +46,24 @@ fn trace_exits_names_kvm_exits() {
     if !kvm_usable_or_skip("trace exits") {
         return;
     }
-    let r = run_hyperplug(&["run", "--backend", "kvm", "--trace", "exits"], b"", TIMEOUT);
+    let r = run_hyperplug(
+        &["run", "--backend", "kvm", "--trace", "exits"],
+        b"",
+        TIMEOUT,
+    );
     assert_eq!(r.code, Some(0), "stderr: {}", r.stderr);
     // Every serial byte is an OUT to 0x3f8; the power-off is a 16-bit OUT to 0x604.
-    assert!(r.stderr.contains("KVM_EXIT_IO port=0x3f8 size=1 count=1 dir=out"), "{}", r.stderr);
-    assert!(r.stderr.contains("KVM_EXIT_IO port=0x604 size=2"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("KVM_EXIT_IO port=0x3f8 size=1 count=1 dir=out"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("KVM_EXIT_IO port=0x604 size=2"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -64,7 +87,12 @@ fn backends_command_explains_its_choice() {
     assert!(r.stdout.contains("Host CPU"), "{}", r.stdout);
     assert!(r.stdout.contains("/dev/kvm"), "{}", r.stdout);
     assert!(r.stdout.contains("auto picks:"), "{}", r.stdout);
-    if std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok() {
+    if std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok()
+    {
         assert_eq!(r.code, Some(0), "{}", r.stderr);
         assert!(r.stdout.contains("auto picks: kvm"), "{}", r.stdout);
         assert!(r.stdout.contains("kvm    usable"), "{}", r.stdout);
@@ -78,7 +106,15 @@ fn backends_command_explains_its_choice() {
 fn plugins_command_lists_devices_with_abi() {
     let r = run_hyperplug(&["plugins"], b"", TIMEOUT);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
-    for needle in ["serial       ABI 1.0.0", "debug-exit   ABI 1.0.0", "kvm          ABI 1.0.0"] {
-        assert!(r.stdout.contains(needle), "missing {needle:?} in\n{}", r.stdout);
+    for needle in [
+        "serial       ABI 1.0.0",
+        "debug-exit   ABI 1.0.0",
+        "kvm          ABI 1.0.0",
+    ] {
+        assert!(
+            r.stdout.contains(needle),
+            "missing {needle:?} in\n{}",
+            r.stdout
+        );
     }
 }

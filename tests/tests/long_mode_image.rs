@@ -20,12 +20,28 @@ fn long_mode_raw_image_exits_through_debug_exit() {
     let load = format!("{:#x}", g.load_addr);
     let entry = format!("{:#x}", g.entry);
     let r = run_hyperplug(
-        &["run", "--image", img.to_str().unwrap(), "--load-addr", &load, "--entry", &entry, "--mode", "long"],
+        &[
+            "run",
+            "--image",
+            img.to_str().unwrap(),
+            "--load-addr",
+            &load,
+            "--entry",
+            &entry,
+            "--mode",
+            "long",
+        ],
         b"",
         TIMEOUT,
     );
     let want = ((LONG_MODE_EXIT_VALUE << 1) | 1) as i32;
-    assert_eq!(r.code, Some(want), "stdout: {}\nstderr: {}", r.stdout, r.stderr);
+    assert_eq!(
+        r.code,
+        Some(want),
+        "stdout: {}\nstderr: {}",
+        r.stdout,
+        r.stderr
+    );
     assert_eq!(r.stdout, "long mode ok\n");
 }
 
@@ -43,10 +59,27 @@ fn debug_exit_can_be_turned_off() {
     // Without the device the write to 0xf4 is dropped; the guest then halts
     // with interrupts off and the host stops it (status 4).
     let r = run_hyperplug(
-        &["run", "--no-debug-exit", "--image", img.to_str().unwrap(), "--load-addr", &load, "--entry", &entry, "--mode", "long"],
+        &[
+            "run",
+            "--no-debug-exit",
+            "--image",
+            img.to_str().unwrap(),
+            "--load-addr",
+            &load,
+            "--entry",
+            &entry,
+            "--mode",
+            "long",
+        ],
         b"",
         TIMEOUT,
     );
-    assert_eq!(r.code, Some(4), "stdout: {}\nstderr: {}", r.stdout, r.stderr);
+    assert_eq!(
+        r.code,
+        Some(4),
+        "stdout: {}\nstderr: {}",
+        r.stdout,
+        r.stderr
+    );
     assert_eq!(r.stdout, "long mode ok\n");
 }

@@ -17,8 +17,26 @@ fn multiboot_guest_reads_its_info() {
     let kernel = d.join("mbtest.bin");
     std::fs::write(&kernel, &g.bytes).unwrap();
     let k = kernel.to_str().unwrap();
-    let r = run_hyperplug(&["run", "--memory", "128M", "--kernel", k, "--cmdline", "console=ttyS0 hello"], b"", TIMEOUT);
-    assert_eq!(r.code, Some(0), "stdout: {}\nstderr: {}", r.stdout, r.stderr);
+    let r = run_hyperplug(
+        &[
+            "run",
+            "--memory",
+            "128M",
+            "--kernel",
+            k,
+            "--cmdline",
+            "console=ttyS0 hello",
+        ],
+        b"",
+        TIMEOUT,
+    );
+    assert_eq!(
+        r.code,
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        r.stdout,
+        r.stderr
+    );
     let expected = format!(
         "magic ok\nmem_lower=640K mem_upper={}K\ncmdline={k} console=ttyS0 hello\n",
         (128 << 10) - 1024
@@ -35,9 +53,29 @@ fn multiboot_memory_size_follows_memory_option() {
     let d = scratch_dir("multiboot-mem");
     let kernel = d.join("k");
     std::fs::write(&kernel, &g.bytes).unwrap();
-    let r = run_hyperplug(&["run", "--memory", "64M", "--kernel", kernel.to_str().unwrap()], b"", TIMEOUT);
+    let r = run_hyperplug(
+        &[
+            "run",
+            "--memory",
+            "64M",
+            "--kernel",
+            kernel.to_str().unwrap(),
+        ],
+        b"",
+        TIMEOUT,
+    );
     assert_eq!(r.code, Some(0), "stderr: {}", r.stderr);
-    assert!(r.stdout.contains(&format!("mem_upper={}K", (64 << 10) - 1024)), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains(&format!("mem_upper={}K", (64 << 10) - 1024)),
+        "{}",
+        r.stdout
+    );
     // With no --cmdline the command line is just the image name, as QEMU passes it.
-    assert!(r.stdout.contains(&format!("cmdline={}\n", kernel.display())), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains(&format!("cmdline={}\n", kernel.display())),
+        "{}",
+        r.stdout
+    );
 }

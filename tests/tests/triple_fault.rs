@@ -18,13 +18,33 @@ fn triple_fault_stops_with_register_dump() {
     let load = format!("{:#x}", g.load_addr);
     let entry = format!("{:#x}", g.entry);
     let r = run_hyperplug(
-        &["run", "--image", img.to_str().unwrap(), "--load-addr", &load, "--entry", &entry, "--mode", "protected"],
+        &[
+            "run",
+            "--image",
+            img.to_str().unwrap(),
+            "--load-addr",
+            &load,
+            "--entry",
+            &entry,
+            "--mode",
+            "protected",
+        ],
         b"",
         TIMEOUT,
     );
-    assert_eq!(r.code, Some(2), "stdout: {}\nstderr: {}", r.stdout, r.stderr);
+    assert_eq!(
+        r.code,
+        Some(2),
+        "stdout: {}\nstderr: {}",
+        r.stdout,
+        r.stderr
+    );
     assert_eq!(r.stdout, "triple fault next\n");
-    assert!(r.stderr.contains("guest shutdown (triple fault)"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("guest shutdown (triple fault)"),
+        "{}",
+        r.stderr
+    );
     for reg in ["RAX=", "RIP=", "CS =", "CR0=", "IDT="] {
         assert!(r.stderr.contains(reg), "dump lacks {reg}: {}", r.stderr);
     }
@@ -41,11 +61,25 @@ fn halt_with_interrupts_disabled_stops_cleanly() {
     // cli; hlt in 32-bit protected mode.
     std::fs::write(&img, [0xfa, 0xf4]).unwrap();
     let r = run_hyperplug(
-        &["run", "--image", img.to_str().unwrap(), "--load-addr", "0x100000", "--entry", "0x100000", "--mode", "protected"],
+        &[
+            "run",
+            "--image",
+            img.to_str().unwrap(),
+            "--load-addr",
+            "0x100000",
+            "--entry",
+            "0x100000",
+            "--mode",
+            "protected",
+        ],
         b"",
         TIMEOUT,
     );
     assert_eq!(r.code, Some(4), "stderr: {}", r.stderr);
-    assert!(r.stderr.contains("guest halted with interrupts disabled"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("guest halted with interrupts disabled"),
+        "{}",
+        r.stderr
+    );
     assert!(r.stderr.contains("RIP=0000000000100002"), "{}", r.stderr);
 }

@@ -18,10 +18,30 @@ fn guest_echoes_stdin_through_the_uart() {
     let load = format!("{:#x}", g.load_addr);
     let entry = format!("{:#x}", g.entry);
     let r = run_hyperplug(
-        &["run", "--image", img.to_str().unwrap(), "--load-addr", &load, "--entry", &entry, "--mode", "protected"],
+        &[
+            "run",
+            "--image",
+            img.to_str().unwrap(),
+            "--load-addr",
+            &load,
+            "--entry",
+            &entry,
+            "--mode",
+            "protected",
+        ],
         b"hello, hyperplug!\nq",
         TIMEOUT,
     );
-    assert_eq!(r.code, Some(0), "stdout: {}\nstderr: {}", r.stdout, r.stderr);
-    assert_eq!(r.stdout, "ready\nhello, hyperplug!\n\nbye\n", "stderr: {}", r.stderr);
+    assert_eq!(
+        r.code,
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        r.stdout,
+        r.stderr
+    );
+    assert_eq!(
+        r.stdout, "ready\nhello, hyperplug!\n\nbye\n",
+        "stderr: {}",
+        r.stderr
+    );
 }

@@ -28,13 +28,21 @@ pub fn hyperplug_bin() -> PathBuf {
 /// A built shared library in the target directory, by its crate's lib name.
 pub fn built_library(lib_name: &str) -> PathBuf {
     let p = target_dir().join(format!("lib{lib_name}.so"));
-    assert!(p.exists(), "{} is missing: run `cargo build --workspace` first", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --workspace` first",
+        p.display()
+    );
     p
 }
 
 /// Whether /dev/kvm can be opened read-write; prints the skip line when not.
 pub fn kvm_usable_or_skip(test: &str) -> bool {
-    let ok = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok();
+    let ok = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok();
     if !ok {
         eprintln!("skipped: /dev/kvm not usable ({test})");
     }
@@ -55,7 +63,10 @@ pub struct RunResult {
 /// Runs `hyperplug args...` with `stdin` fed in, killing it after `timeout`.
 pub fn run_hyperplug(args: &[&str], stdin: &[u8], timeout: Duration) -> RunResult {
     let mut child = Command::new(hyperplug_bin())
-        .args(["--plugin-dir", target_dir().to_str().expect("utf-8 target dir")])
+        .args([
+            "--plugin-dir",
+            target_dir().to_str().expect("utf-8 target dir"),
+        ])
         .args(args)
         .env_remove("HYPERPLUG_LOG")
         .env_remove("HYPERPLUG_PLUGIN_PATH")
