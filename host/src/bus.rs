@@ -127,6 +127,17 @@ impl Bus {
         e.range.contains(space, addr).then_some(e)
     }
 
+    /// Names of the devices on the bus, in address order, each once.
+    pub fn device_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for e in &self.entries {
+            if !names.contains(&e.name) {
+                names.push(e.name.clone());
+            }
+        }
+        names
+    }
+
     /// The name of the device claiming `addr`, if any.
     pub fn owner(&self, space: AddressSpace, addr: u64) -> Option<&str> {
         self.find(space, addr).map(|e| e.name.as_str())

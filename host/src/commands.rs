@@ -5,7 +5,7 @@ use crate::cpu::{DevKvm, HostCpu};
 use crate::error::{Error, Result};
 use crate::image::{self, ModuleSpec};
 use crate::plugin::{Inventory, LoadedBackend, PluginPath};
-use crate::run::{DeviceSpec, Machine, MachineConfig, Outcome, Trace};
+use crate::run::{DeviceSpec, Machine, MachineConfig, Outcome, Platform, Trace};
 use crate::select::{choose, Candidate};
 use crate::size::format_size;
 use std::io::Write;
@@ -198,7 +198,6 @@ pub fn run(path: &PluginPath, args: &RunArgs) -> Result<i32> {
     for e in &inv.refused {
         tracing::warn!(target: "devices", "skipping plugin: {e}");
     }
-    let backend = select_backend(&inv, &args.backend)?;
     let cfg = MachineConfig {
         memory: args.memory,
         devices: device_specs(args)?,
@@ -206,19 +205,40 @@ pub fn run(path: &PluginPath, args: &RunArgs) -> Result<i32> {
             exits: args.trace.contains(&TraceWhat::Exits),
         },
     };
-    let mut m = Machine::new(&backend, &inv, &cfg)?;
-    let setup = if let Some(k) = &args.kernel {
+    // Everything that depends on the user's input (devices, images) is
+    // checked before a backend is involved.
+    let platform = Platform::new(&inv, &cfg)?;
+    let image_setup = if let Some(k) = &args.kernel {
         let modules: Vec<ModuleSpec> = args.modules.iter().map(|s| ModuleSpec::parse(s)).collect();
-        image::load_kernel(m.memory(), m.ram_size(), k, &args.cmdline, &modules)?
+        Some(image::load_kernel(
+            platform.memory(),
+            platform.ram_size(),
+            k,
+            &args.cmdline,
+            &modules,
+        )?)
     } else if let Some(img) = &args.image {
         let (Some(load), Some(entry)) = (args.load_addr, args.entry) else {
             return Err(Error::Config(
                 "--image needs --load-addr and --entry".into(),
             ));
         };
-        image::load_raw(m.memory(), m.ram_size(), img, load, entry, args.mode.into())?
+        Some(image::load_raw(
+            platform.memory(),
+            platform.ram_size(),
+            img,
+            load,
+            entry,
+            args.mode.into(),
+        )?)
     } else {
-        crate::boot::load_embedded(m.memory(), m.ram_size(), m.backend_name())?
+        None
+    };
+    let backend = select_backend(&inv, &args.backend)?;
+    let mut m = Machine::new(&backend, platform, cfg.trace)?;
+    let setup = match image_setup {
+        Some(s) => s,
+        None => crate::boot::load_embedded(m.memory(), m.ram_size(), m.backend_name())?,
     };
     tracing::info!(target: "devices", "{} on {} with {}", setup.description, m.backend_name(), format_size(args.memory));
     m.set_boot_state(&setup)?;

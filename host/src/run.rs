@@ -150,6 +150,83 @@ pub struct MachineConfig {
     pub trace: Trace,
 }
 
+/// The host-owned, backend-independent part of a VM: RAM, the device bus
+/// with its devices, IRQ lines and the stop request. It is assembled (and
+/// images loaded into it) before a backend is involved, so bad input is
+/// reported the same on every machine.
+pub struct Platform {
+    ram: GuestRam,
+    bus: Bus,
+    irqs: Arc<IrqLines>,
+    stop: StopHandle,
+}
+
+impl Platform {
+    /// Allocates RAM and creates the host-internal and plugin devices.
+    pub fn new(inventory: &Inventory, cfg: &MachineConfig) -> Result<Self> {
+        let ram = GuestRam::new(cfg.memory)?;
+        let stop = StopHandle::default();
+        let irqs = Arc::new(IrqLines::default());
+        let mut bus = Bus::new();
+        let pm: SharedDevice = Arc::new(Mutex::new(Pm1aControl::new(stop.clone())));
+        bus.add(
+            "acpi-pm1a",
+            &[IoRange::pio(PM1A_CNT_PORT, PM1A_CNT_LEN)],
+            pm,
+        )?;
+        let mut p = Platform {
+            ram,
+            bus,
+            irqs,
+            stop,
+        };
+        for spec in &cfg.devices {
+            p.add_device(inventory, spec)?;
+        }
+        Ok(p)
+    }
+
+    /// Creates a device from its plugin and puts it on the bus.
+    fn add_device(&mut self, inventory: &Inventory, spec: &DeviceSpec) -> Result<()> {
+        let loaded = inventory.device(&spec.plugin)?;
+        let base = loaded.name();
+        let mut name = base.clone();
+        let mut n = 1;
+        while self.bus.device_names().contains(&name) {
+            name = format!("{base}#{n}");
+            n += 1;
+        }
+        let services =
+            DeviceServices::new(&name, Arc::clone(&self.irqs), self.stop.clone()).into_ffi();
+        let dev = (loaded.module.create())(spec.config.clone(), services)
+            .into_result()
+            .map_err(|e| Error::Device {
+                device: name.clone(),
+                message: e.message.to_string(),
+            })?;
+        let ranges: Vec<IoRange> = dev.io_ranges().into_iter().collect();
+        let shared: SharedDevice = Arc::new(Mutex::new(PluginDevice { dev }));
+        self.bus.add(&name, &ranges, shared)?;
+        tracing::debug!(target: "devices", "device {name} from {} at {ranges:x?}", loaded.path.display());
+        Ok(())
+    }
+
+    /// Guest memory, for loaders.
+    pub fn memory(&self) -> &GuestMemory {
+        self.ram.memory()
+    }
+
+    /// RAM size in bytes.
+    pub fn ram_size(&self) -> u64 {
+        self.ram.ram_size()
+    }
+
+    /// Names of the devices on the bus.
+    pub fn device_names(&self) -> Vec<String> {
+        self.bus.device_names()
+    }
+}
+
 /// A plugin device on the bus.
 struct PluginDevice {
     dev: DeviceBox,
@@ -200,12 +277,19 @@ fn backend_err(backend: &str, op: &str, e: PluginError) -> Error {
 }
 
 impl Machine {
-    /// Creates the VM on `backend` with RAM and devices; the vCPU is at reset state.
-    pub fn new(
+    /// Creates the platform from `cfg`, then the VM on `backend` around it.
+    pub fn create(
         backend: &LoadedBackend,
         inventory: &Inventory,
         cfg: &MachineConfig,
     ) -> Result<Self> {
+        let platform = Platform::new(inventory, cfg)?;
+        Self::new(backend, platform, cfg.trace)
+    }
+
+    /// Creates the VM on `backend` around an assembled platform (RAM already
+    /// loaded, devices on the bus); the vCPU is at its reset state.
+    pub fn new(backend: &LoadedBackend, platform: Platform, trace: Trace) -> Result<Self> {
         let name = backend.name();
         let detection = (backend.module.detect())();
         if !detection.usable {
@@ -214,17 +298,22 @@ impl Machine {
                 detection.reason
             )));
         }
+        let Platform {
+            ram,
+            bus,
+            irqs,
+            stop,
+        } = platform;
         let host = BackendServices::new_ffi(&name);
         let vm = (backend.module.create_vm())(
             host,
             VmConfig {
                 vcpus: 1,
-                memory_bytes: cfg.memory,
+                memory_bytes: ram.ram_size(),
             },
         )
         .into_result()
         .map_err(|e| backend_err(&name, "create VM", e))?;
-        let ram = GuestRam::new(cfg.memory)?;
         for slot in ram.slots() {
             vm.add_memory_slot(slot)
                 .into_result()
@@ -234,16 +323,7 @@ impl Machine {
             .create_vcpu(0)
             .into_result()
             .map_err(|e| backend_err(&name, "create vCPU 0", e))?;
-        let stop = StopHandle::default();
-        let irqs = Arc::new(IrqLines::default());
-        let mut bus = Bus::new();
-        let pm: SharedDevice = Arc::new(Mutex::new(Pm1aControl::new(stop.clone())));
-        bus.add(
-            "acpi-pm1a",
-            &[IoRange::pio(PM1A_CNT_PORT, PM1A_CNT_LEN)],
-            pm,
-        )?;
-        let mut m = Machine {
+        Ok(Machine {
             backend: name,
             vm,
             ram,
@@ -251,56 +331,14 @@ impl Machine {
             irqs,
             stop,
             vcpu,
-            trace: cfg.trace,
+            trace,
             exits: 0,
-        };
-        for spec in &cfg.devices {
-            m.add_device(inventory, spec)?;
-        }
-        Ok(m)
-    }
-
-    /// Creates a device from its plugin and puts it on the bus.
-    fn add_device(&mut self, inventory: &Inventory, spec: &DeviceSpec) -> Result<()> {
-        let loaded = inventory.device(&spec.plugin)?;
-        let base = loaded.name();
-        let mut name = base.clone();
-        let mut n = 1;
-        while self.bus_has_device(&name) {
-            name = format!("{base}#{n}");
-            n += 1;
-        }
-        let services =
-            DeviceServices::new(&name, Arc::clone(&self.irqs), self.stop.clone()).into_ffi();
-        let dev = (loaded.module.create())(spec.config.clone(), services)
-            .into_result()
-            .map_err(|e| Error::Device {
-                device: name.clone(),
-                message: e.message.to_string(),
-            })?;
-        let ranges: Vec<IoRange> = dev.io_ranges().into_iter().collect();
-        let shared: SharedDevice = Arc::new(Mutex::new(PluginDevice { dev }));
-        self.bus.add(&name, &ranges, shared)?;
-        tracing::debug!(target: "devices", "device {name} from {} at {ranges:x?}", loaded.path.display());
-        Ok(())
-    }
-
-    fn bus_has_device(&self, name: &str) -> bool {
-        // Device names are unique per instance; probe the registry through the bus owner list.
-        self.device_names().iter().any(|n| n == name)
+        })
     }
 
     /// Names of the devices on the bus, including host-internal ones.
     pub fn device_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = Vec::new();
-        for port in 0u64..0x1_0000 {
-            if let Some(o) = self.bus.owner(AddressSpace::Pio, port) {
-                if !names.iter().any(|n| n == o) {
-                    names.push(o.to_string());
-                }
-            }
-        }
-        names
+        self.bus.device_names()
     }
 
     /// The backend's name.

@@ -43,7 +43,7 @@ fn read_only_slot_and_unclaimed_accesses() {
         devices: Vec::new(),
         trace: Trace::default(),
     };
-    let mut m = Machine::new(&backend, &inv, &cfg).expect("machine");
+    let mut m = Machine::create(&backend, &inv, &cfg).expect("machine");
 
     let rom = m
         .add_memory_slot(ROM_BASE, 0x1000, true)

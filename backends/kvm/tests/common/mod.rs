@@ -15,7 +15,13 @@ use hyperplug_plugin_api::{Exit, ExitReason};
 pub fn kvm_usable() -> bool {
     let d = KvmBackend::detect();
     if !d.usable {
-        eprintln!("skipped: /dev/kvm not usable ({})", d.reason);
+        // Direct write, not `eprintln!` (which the harness captures), so CI logs show it.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped: /dev/kvm not usable ({})",
+            d.reason
+        );
     }
     d.usable
 }
