@@ -62,6 +62,8 @@ fn debug_exit_can_be_turned_off() {
         &[
             "run",
             "--no-debug-exit",
+            "--trace",
+            "io",
             "--image",
             img.to_str().unwrap(),
             "--load-addr",
@@ -82,4 +84,10 @@ fn debug_exit_can_be_turned_off() {
         r.stderr
     );
     assert_eq!(r.stdout, "long mode ok\n");
+    // `--trace io` shows the dropped write to the absent device's port.
+    assert!(
+        r.stderr.contains("unclaimed port write at 0xf4"),
+        "{}",
+        r.stderr
+    );
 }
