@@ -31,12 +31,20 @@ pub struct Access {
 impl Access {
     /// An explicit access at `cpl`.
     pub const fn new(kind: AccessKind, cpl: u8) -> Self {
-        Self { kind, cpl, implicit_supervisor: false }
+        Self {
+            kind,
+            cpl,
+            implicit_supervisor: false,
+        }
     }
 
     /// An implicit supervisor-mode access (descriptor tables, TSS).
     pub const fn implicit(kind: AccessKind) -> Self {
-        Self { kind, cpl: 0, implicit_supervisor: true }
+        Self {
+            kind,
+            cpl: 0,
+            implicit_supervisor: true,
+        }
     }
 
     /// Whether the SDM calls this a user-mode access (CPL 3, not implicit).

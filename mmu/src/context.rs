@@ -95,7 +95,12 @@ mod tests {
 
     #[test]
     fn mode_table() {
-        let c = |cr0, cr4, efer| PagingContext { cr0, cr4, efer, ..Default::default() };
+        let c = |cr0, cr4, efer| PagingContext {
+            cr0,
+            cr4,
+            efer,
+            ..Default::default()
+        };
         let cases = [
             (c(0, CR4_PAE, EFER_LME), PagingMode::None),
             (c(CR0_PG, 0, 0), PagingMode::Bits32),

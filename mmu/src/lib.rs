@@ -10,6 +10,7 @@ pub mod access;
 pub mod context;
 pub mod fault;
 pub mod phys;
+pub mod testmem;
 pub mod walk;
 
 pub use access::{Access, AccessKind};
