@@ -10,8 +10,7 @@ use crate::select::{choose, Candidate};
 use crate::size::format_size;
 use std::io::Write;
 
-/// Process exit status for host-side errors (bad input, missing plugins).
-pub const EXIT_HOST_ERROR: i32 = 1;
+pub use crate::outcome::EXIT_HOST_ERROR;
 
 /// Runs the parsed command line; returns the process exit status.
 pub fn execute(cli: Cli) -> i32 {
@@ -173,14 +172,19 @@ pub fn select_backend(inv: &Inventory, spec: &str) -> Result<LoadedBackend> {
     }
 }
 
-/// Builds the device list: defaults first unless turned off or replaced.
-pub fn device_specs(args: &RunArgs) -> Result<Vec<DeviceSpec>> {
+/// Builds the device list: defaults first unless turned off or replaced (by
+/// name or by a path to the same plugin).
+pub fn device_specs(inv: &Inventory, args: &RunArgs) -> Result<Vec<DeviceSpec>> {
     let explicit: Vec<DeviceSpec> = args
         .devices
         .iter()
         .map(|d| DeviceSpec::parse(d))
         .collect::<Result<_>>()?;
-    let named = |n: &str| explicit.iter().any(|d| d.plugin == n);
+    let mut names = Vec::new();
+    for d in &explicit {
+        names.push(inv.device(&d.plugin)?.name());
+    }
+    let named = |n: &str| names.iter().any(|d| d == n);
     let mut v = Vec::new();
     if !args.no_serial && !named("serial") {
         v.push(DeviceSpec::parse("serial")?);
@@ -200,7 +204,7 @@ pub fn run(path: &PluginPath, args: &RunArgs) -> Result<i32> {
     }
     let cfg = MachineConfig {
         memory: args.memory,
-        devices: device_specs(args)?,
+        devices: device_specs(&inv, args)?,
         trace: Trace {
             exits: args.trace.contains(&TraceWhat::Exits),
         },
@@ -255,6 +259,7 @@ pub fn report_outcome(o: &Outcome) {
         Outcome::DeviceExit { status, reason } => {
             tracing::info!(target: "devices", "{reason}: exit status {}", status & 0xff)
         }
+        Outcome::Reset { reason } => eprintln!("hyperplug: guest reset ({reason})"),
         Outcome::TripleFault { dump } => {
             eprintln!("hyperplug: guest shutdown (triple fault)\n{dump}");
         }

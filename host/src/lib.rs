@@ -7,18 +7,23 @@
 pub mod boot;
 pub mod bus;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod cpu;
 pub mod dump;
 pub mod embedded;
 pub mod error;
 pub mod image;
+pub mod intr;
 pub mod memory;
+pub mod outcome;
+pub mod platform;
 pub mod plugin;
 pub mod power;
 pub mod run;
 pub mod select;
 pub mod services;
 pub mod size;
+pub mod stop;
 
 pub use error::{Error, Result};

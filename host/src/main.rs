@@ -4,7 +4,14 @@ use clap::Parser;
 use hyperplug::cli::{Cli, Command, TraceWhat};
 
 fn init_tracing(cli: &Cli) {
-    let mut directives = std::env::var("HYPERPLUG_LOG").unwrap_or_else(|_| "warn".to_string());
+    // A malformed HYPERPLUG_LOG falls back to "warn"; --trace applies either way.
+    let base = std::env::var("HYPERPLUG_LOG").unwrap_or_else(|_| "warn".to_string());
+    let mut directives = if tracing_subscriber::EnvFilter::try_new(&base).is_ok() {
+        base
+    } else {
+        eprintln!("hyperplug: ignoring malformed HYPERPLUG_LOG={base:?}");
+        "warn".to_string()
+    };
     if let Command::Run(args) = &cli.command {
         for t in &args.trace {
             let d = match t {

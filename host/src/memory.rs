@@ -9,7 +9,7 @@
 
 use crate::error::{Error, Result};
 use hyperplug_plugin_api::backend::MemorySlot;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use vm_memory::{Address, GuestAddress, GuestMemoryRegion, GuestRegionMmap, MmapRegion};
 
 /// Guest RAM as the host sees it (anonymous mmap regions, one per slot).
@@ -33,6 +33,8 @@ pub struct GuestRam {
     ram_size: u64,
     slots: Vec<Slot>,
     mem: GuestMemory,
+    /// The same view, shared with devices (DMA); replaced on every slot change.
+    shared: Arc<RwLock<GuestMemory>>,
 }
 
 impl GuestRam {
@@ -47,6 +49,7 @@ impl GuestRam {
             ram_size,
             slots: Vec::new(),
             mem: GuestMemory::new(),
+            shared: Arc::new(RwLock::new(GuestMemory::new())),
         };
         let low = ram_size.min(MMIO_HOLE_START);
         ram.insert(0, 0, low, 0)?;
@@ -64,6 +67,19 @@ impl GuestRam {
     /// The vm-memory view of all slots.
     pub fn memory(&self) -> &GuestMemory {
         &self.mem
+    }
+
+    /// The view devices use for DMA; it follows slot changes.
+    pub fn shared(&self) -> Arc<RwLock<GuestMemory>> {
+        Arc::clone(&self.shared)
+    }
+
+    fn publish(&self) {
+        let mut g = match self.shared.write() {
+            Ok(g) => g,
+            Err(e) => e.into_inner(),
+        };
+        *g = self.mem.clone();
     }
 
     /// The slot descriptions to hand to a backend.
@@ -109,6 +125,7 @@ impl GuestRam {
         };
         self.mem = mem;
         self.slots.push(Slot { desc, region });
+        self.publish();
         Ok(desc)
     }
 
@@ -126,6 +143,7 @@ impl GuestRam {
             .map_err(|e| Error::Memory(format!("slot {id}: {e}")))?;
         self.mem = mem;
         self.slots.remove(idx);
+        self.publish();
         Ok(())
     }
 

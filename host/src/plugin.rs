@@ -136,12 +136,14 @@ fn plugin_err(path: &Path, reason: impl Into<String>) -> Error {
 /// Flattens abi_stable's multi-line messages to one line.
 fn one_line(s: impl std::fmt::Display) -> String {
     let s = s.to_string();
-    let mut out = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    if out.len() > 300 {
-        out.truncate(300);
-        out.push_str("...");
+    let out = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if out.chars().count() > 300 {
+        let mut cut: String = out.chars().take(300).collect();
+        cut.push_str("...");
+        cut
+    } else {
+        out
     }
-    out
 }
 
 /// Opens a library and checks that it is a Hyperplug plugin of a compatible

@@ -3,7 +3,7 @@
 //! kernels written for QEMU power off the same way.
 
 use crate::bus::BusDevice;
-use crate::run::StopHandle;
+use crate::stop::StopHandle;
 use hyperplug_plugin_api::device::AddressSpace;
 
 /// PM1a control block port.

@@ -1,89 +1,20 @@
-//! Host services handed to plugins across the ABI: IRQ lines, logging and
-//! VM stop requests for devices; logging for backends.
+//! Host services handed to plugins across the ABI: IRQ lines, the virtual
+//! clock and timers, DMA, logging and VM stop requests for devices; logging
+//! for backends.
 
-use crate::run::StopHandle;
+use crate::clock::{Timers, VirtualClock};
+use crate::intr::Interrupts;
+use crate::memory::GuestMemory;
+use crate::stop::StopHandle;
 use hyperplug_plugin_api::abi_stable::sabi_trait::TD_Opaque;
-use hyperplug_plugin_api::abi_stable::std_types::{RArc, RStr};
+use hyperplug_plugin_api::abi_stable::std_types::{RArc, RResult, RSlice, RSliceMut, RStr};
 use hyperplug_plugin_api::backend::{BackendHost, FfiBackendHost, FfiBackendHost_TO, LogLevel};
-use hyperplug_plugin_api::device::{FfiHostServices, FfiHostServices_TO, HostServices};
-use std::sync::{Arc, Condvar, Mutex};
-
-/// Interrupt-line levels as devices drive them. Routing to an interrupt
-/// controller (PIC/IOAPIC) comes with the platform-devices work; for now the
-/// lines are recorded and a rising edge wakes a halted vCPU.
-#[derive(Default)]
-pub struct IrqLines {
-    state: Mutex<IrqState>,
-    changed: Condvar,
-}
-
-#[derive(Default)]
-struct IrqState {
-    levels: u64,
-    edges: u64,
-}
-
-impl IrqLines {
-    /// Sets line `line` (0..63) to `level`.
-    pub fn set(&self, line: u32, level: bool) {
-        if line >= 64 {
-            tracing::warn!(target: "irq", "IRQ line {line} does not exist; ignored");
-            return;
-        }
-        let mut s = match self.state.lock() {
-            Ok(s) => s,
-            Err(e) => e.into_inner(),
-        };
-        let bit = 1u64 << line;
-        if level && s.levels & bit == 0 {
-            s.edges = s.edges.wrapping_add(1);
-            tracing::trace!(target: "irq", "IRQ {line} raised");
-            self.changed.notify_all();
-        }
-        if level {
-            s.levels |= bit;
-        } else {
-            s.levels &= !bit;
-        }
-    }
-
-    /// Current level of `line`.
-    pub fn level(&self, line: u32) -> bool {
-        let s = match self.state.lock() {
-            Ok(s) => s,
-            Err(e) => e.into_inner(),
-        };
-        line < 64 && s.levels & (1 << line) != 0
-    }
-
-    /// Number of rising edges seen so far.
-    pub fn edges(&self) -> u64 {
-        match self.state.lock() {
-            Ok(s) => s.edges,
-            Err(e) => e.into_inner().edges,
-        }
-    }
-
-    /// Blocks until a rising edge after `seen` edges, or `timeout`; returns the new count.
-    pub fn wait_edge(&self, seen: u64, timeout: std::time::Duration) -> u64 {
-        let s = match self.state.lock() {
-            Ok(s) => s,
-            Err(e) => e.into_inner(),
-        };
-        let r = self
-            .changed
-            .wait_timeout_while(s, timeout, |s| s.edges == seen);
-        match r {
-            Ok((s, _)) => s.edges,
-            Err(e) => e.into_inner().0.edges,
-        }
-    }
-
-    /// Wakes every waiter (used when the VM is being stopped).
-    pub fn wake_all(&self) {
-        self.changed.notify_all();
-    }
-}
+use hyperplug_plugin_api::device::{
+    FfiHostServices, FfiHostServices_TO, HostServices, MachineInfo,
+};
+use hyperplug_plugin_api::{PluginError, PluginResult};
+use std::sync::{Arc, RwLock};
+use vm_memory::{Bytes, GuestAddress};
 
 fn log(target_name: &str, level: LogLevel, message: RStr<'_>) {
     let m = message.as_str();
@@ -99,30 +30,35 @@ fn log(target_name: &str, level: LogLevel, message: RStr<'_>) {
 /// What a device may ask of the host.
 #[derive(Clone)]
 pub struct DeviceServices {
-    name: Arc<str>,
-    irqs: Arc<IrqLines>,
-    stop: StopHandle,
+    pub(crate) name: Arc<str>,
+    pub(crate) intr: Arc<Interrupts>,
+    pub(crate) stop: StopHandle,
+    pub(crate) clock: Arc<VirtualClock>,
+    pub(crate) timers: Arc<Timers>,
+    pub(crate) timer_index: usize,
+    pub(crate) memory: Arc<RwLock<GuestMemory>>,
+    pub(crate) info: MachineInfo,
 }
 
 impl DeviceServices {
-    /// Services for device instance `name`.
-    pub fn new(name: &str, irqs: Arc<IrqLines>, stop: StopHandle) -> Self {
-        Self {
-            name: name.into(),
-            irqs,
-            stop,
-        }
-    }
-
     /// The ABI object.
     pub fn into_ffi(self) -> HostServices {
         FfiHostServices_TO::from_ptr(RArc::new(self), TD_Opaque)
+    }
+
+    fn memory(&self) -> std::sync::RwLockReadGuard<'_, GuestMemory> {
+        match self.memory.read() {
+            Ok(g) => g,
+            Err(e) => e.into_inner(),
+        }
     }
 }
 
 impl FfiHostServices for DeviceServices {
     fn set_irq(&self, line: u32, level: bool) {
-        self.irqs.set(line, level);
+        if let Err(e) = self.intr.set_line(line, level) {
+            tracing::warn!(target: "irq", "{}: {e}", self.name);
+        }
     }
     fn log(&self, level: LogLevel, message: RStr<'_>) {
         log(&self.name, level, message);
@@ -130,6 +66,36 @@ impl FfiHostServices for DeviceServices {
     fn request_exit(&self, status: i32, reason: RStr<'_>) {
         self.stop
             .request_exit(status, format!("{}: {}", self.name, reason.as_str()));
+    }
+    fn now_ns(&self) -> u64 {
+        self.clock.now_ns()
+    }
+    fn set_timer(&self, timer: u32, deadline_ns: u64) {
+        self.timers.set(self.timer_index, timer, deadline_ns);
+    }
+    fn read_guest(&self, gpa: u64, mut buf: RSliceMut<'_, u8>) -> PluginResult<()> {
+        let r = self
+            .memory()
+            .read_slice(buf.as_mut_slice(), GuestAddress(gpa))
+            .map_err(|e| PluginError::invalid(format!("DMA read at {gpa:#x}: {e}")));
+        RResult::from(r)
+    }
+    fn write_guest(&self, gpa: u64, data: RSlice<'_, u8>) -> PluginResult<()> {
+        let r = self
+            .memory()
+            .write_slice(data.as_slice(), GuestAddress(gpa))
+            .map_err(|e| PluginError::invalid(format!("DMA write at {gpa:#x}: {e}")));
+        RResult::from(r)
+    }
+    fn set_cpu_intr(&self, level: bool) {
+        self.intr.set_cpu_intr(level);
+    }
+    fn request_reset(&self, reason: RStr<'_>) {
+        self.stop
+            .request_reset(format!("{}: {}", self.name, reason.as_str()));
+    }
+    fn machine_info(&self) -> MachineInfo {
+        self.info
     }
 }
 

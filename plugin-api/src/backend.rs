@@ -64,13 +64,13 @@ impl MemorySlot {
         gpa >= self.guest_phys_addr
             && gpa
                 .checked_add(len)
-                .is_some_and(|end| end <= self.guest_phys_addr + self.size)
+                .is_some_and(|end| end <= self.guest_phys_addr.saturating_add(self.size))
     }
 
     /// Whether two slots overlap in guest-physical space.
     pub fn overlaps(&self, other: &MemorySlot) -> bool {
-        self.guest_phys_addr < other.guest_phys_addr + other.size
-            && other.guest_phys_addr < self.guest_phys_addr + self.size
+        self.guest_phys_addr < other.guest_phys_addr.saturating_add(other.size)
+            && other.guest_phys_addr < self.guest_phys_addr.saturating_add(self.size)
     }
 }
 
@@ -154,6 +154,40 @@ pub trait FfiVcpu: Send {
     /// interrupt shadow, no event in flight).
     #[sabi(last_prefix_field)]
     fn interrupt_window_open(&mut self) -> PluginResult<bool>;
+    /// A handle other threads use to make a running (or the next) `run`
+    /// return [`Interrupted`](crate::ExitReason::Interrupted) promptly.
+    fn kicker(&self) -> PluginResult<VcpuKicker>;
+}
+
+/// Makes a vCPU leave guest mode (KVM: `immediate_exit` plus a signal).
+#[sabi_trait]
+pub trait FfiKick: Send + Sync {
+    /// Requests an exit; safe to call from any thread, any number of times.
+    #[sabi(last_prefix_field)]
+    fn kick(&self);
+}
+
+/// A shareable kick handle.
+pub type VcpuKicker = FfiKick_TO<'static, RArc<()>>;
+
+/// The plain-Rust side of a kick handle.
+pub trait Kick: Send + Sync + 'static {
+    /// Requests an exit.
+    fn kick(&self);
+}
+
+struct KickAdapter<K: Kick>(K);
+
+impl<K: Kick> FfiKick for KickAdapter<K> {
+    fn kick(&self) {
+        // A kick has no result to carry an error in; a panicking kicker is ignored.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.0.kick()));
+    }
+}
+
+/// Wraps a plain-Rust kick handle for the ABI.
+pub fn kicker_into_ffi<K: Kick>(k: K) -> VcpuKicker {
+    FfiKick_TO::from_ptr(RArc::new(KickAdapter(k)), abi_stable::sabi_trait::TD_Opaque)
 }
 
 /// An owned backend vCPU.
@@ -237,6 +271,7 @@ pub trait Vcpu: Send + 'static {
     fn inject_interrupt(&mut self, vector: u8) -> Result<(), PluginError>;
     fn request_interrupt_window(&mut self, request: bool) -> Result<(), PluginError>;
     fn interrupt_window_open(&mut self) -> Result<bool, PluginError>;
+    fn kicker(&self) -> Result<VcpuKicker, PluginError>;
 }
 
 /// Wraps a plain-Rust VM so that it can cross the ABI; panics become errors.
@@ -363,6 +398,9 @@ impl<C: Vcpu> FfiVcpu for VcpuAdapter<C> {
     }
     fn interrupt_window_open(&mut self) -> PluginResult<bool> {
         vcpu_forward!(self, "interrupt_window_open", |c| c.interrupt_window_open())
+    }
+    fn kicker(&self) -> PluginResult<VcpuKicker> {
+        crate::guard("kicker", || self.inner.kicker())
     }
 }
 

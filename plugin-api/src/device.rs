@@ -8,7 +8,7 @@ use crate::guard::Poison;
 use abi_stable::library::RootModule;
 use abi_stable::sabi_trait;
 use abi_stable::sabi_types::VersionStrings;
-use abi_stable::std_types::{RArc, RBox, RResult, RSlice, RSliceMut, RStr, RVec};
+use abi_stable::std_types::{RArc, RBox, ROption, RResult, RSlice, RSliceMut, RStr, RVec};
 use abi_stable::StableAbi;
 
 /// Which address space an access or range is in.
@@ -85,7 +85,45 @@ pub trait FfiHostServices: Send + Sync + Clone {
     /// Ends the VM: the host stops all vCPUs and exits with `status`.
     #[sabi(last_prefix_field)]
     fn request_exit(&self, status: i32, reason: RStr<'_>);
+    /// Nanoseconds on the VM's virtual clock (monotonic; 0 when the VM was created).
+    fn now_ns(&self) -> u64;
+    /// Arms the device's one-shot timer `timer` (an id the device chooses) to
+    /// fire at `deadline_ns` on the virtual clock, replacing any earlier
+    /// deadline of that id; [`TIMER_OFF`] disarms it. When it fires the host
+    /// calls [`FfiDevice::timer_fired`] with the id.
+    fn set_timer(&self, timer: u32, deadline_ns: u64);
+    /// Reads guest-physical memory (DMA); fails on addresses no slot backs.
+    fn read_guest(&self, gpa: u64, buf: RSliceMut<'_, u8>) -> PluginResult<()>;
+    /// Writes guest-physical memory (DMA); fails on addresses no slot backs.
+    fn write_guest(&self, gpa: u64, data: RSlice<'_, u8>) -> PluginResult<()>;
+    /// Interrupt controllers only: the level of the INTR output to the CPU.
+    fn set_cpu_intr(&self, level: bool);
+    /// Resets the machine (e.g. the i8042 pulse-reset command): the host ends
+    /// the VM with "guest reset".
+    fn request_reset(&self, reason: RStr<'_>);
+    /// Static facts about the machine (RAM size, CPU count).
+    fn machine_info(&self) -> MachineInfo;
 }
+
+/// The deadline that disarms a timer in [`FfiHostServices::set_timer`].
+pub const TIMER_OFF: u64 = u64::MAX;
+
+/// Static facts about the machine a device may need (fw_cfg, CMOS).
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MachineInfo {
+    /// Guest RAM in bytes (all slots of ordinary RAM, below and above 4 GiB).
+    pub ram_bytes: u64,
+    /// RAM below 4 GiB in bytes.
+    pub low_ram_bytes: u64,
+    /// Number of vCPUs.
+    pub cpus: u32,
+}
+
+/// Device capability: an interrupt controller. The host routes every device
+/// IRQ line to it ([`FfiDevice::irq_input`]) and asks it for the vector when
+/// the CPU takes the interrupt ([`FfiDevice::interrupt_ack`]).
+pub const CAP_INTERRUPT_CONTROLLER: u32 = 1 << 0;
 
 /// The host services object a device receives.
 pub type HostServices = FfiHostServices_TO<'static, RArc<()>>;
@@ -107,6 +145,15 @@ pub trait FfiDevice: Send {
     /// Restores a state produced by `save` (of a compatible version).
     #[sabi(last_prefix_field)]
     fn restore(&mut self, state: DeviceState) -> PluginResult<()>;
+    /// A timer armed with [`FfiHostServices::set_timer`] fired.
+    fn timer_fired(&mut self, timer: u32) -> PluginResult<()>;
+    /// Capability bits (`CAP_*`).
+    fn capabilities(&self) -> u32;
+    /// Interrupt controllers: input line `line` now has `level`.
+    fn irq_input(&mut self, line: u32, level: bool) -> PluginResult<()>;
+    /// Interrupt controllers: the CPU's interrupt-acknowledge cycle; returns
+    /// the vector to deliver, or `None` if nothing is pending any more.
+    fn interrupt_ack(&mut self) -> PluginResult<ROption<u8>>;
 }
 
 /// An owned device.
@@ -167,6 +214,16 @@ pub trait Device: Send + 'static {
     fn save(&self) -> Result<DeviceState, PluginError>;
     /// Restores state.
     fn restore(&mut self, state: &DeviceState) -> Result<(), PluginError>;
+    /// Capability bits (`CAP_*`); plain devices have none.
+    const CAPABILITIES: u32 = 0;
+    /// A timer armed through [`FfiHostServices::set_timer`] fired.
+    fn timer_fired(&mut self, _timer: u32) {}
+    /// Interrupt controllers: input line `line` now has `level`.
+    fn irq_input(&mut self, _line: u32, _level: bool) {}
+    /// Interrupt controllers: the CPU acknowledges; the vector, if any.
+    fn interrupt_ack(&mut self) -> Option<u8> {
+        None
+    }
 }
 
 /// Wraps a plain-Rust device so that it can cross the ABI; panics become errors.
@@ -225,11 +282,39 @@ impl<D: Device> FfiDevice for DeviceAdapter<D> {
         })
     }
     fn save(&self) -> PluginResult<DeviceState> {
+        if let Some(msg) = self.poison.reason() {
+            return PluginResult::RErr(PluginError::new(
+                crate::ErrorKind::Panic,
+                format!("plugin is unusable after an earlier panic ({msg})"),
+            ));
+        }
         crate::guard("save", || self.inner.save())
     }
     fn restore(&mut self, state: DeviceState) -> PluginResult<()> {
         let d = &mut self.inner;
         self.poison.call("restore", move || d.restore(&state))
+    }
+    fn timer_fired(&mut self, timer: u32) -> PluginResult<()> {
+        let d = &mut self.inner;
+        self.poison.call("timer_fired", move || {
+            d.timer_fired(timer);
+            Ok(())
+        })
+    }
+    fn capabilities(&self) -> u32 {
+        D::CAPABILITIES
+    }
+    fn irq_input(&mut self, line: u32, level: bool) -> PluginResult<()> {
+        let d = &mut self.inner;
+        self.poison.call("irq_input", move || {
+            d.irq_input(line, level);
+            Ok(())
+        })
+    }
+    fn interrupt_ack(&mut self) -> PluginResult<ROption<u8>> {
+        let d = &mut self.inner;
+        self.poison
+            .call("interrupt_ack", move || Ok(d.interrupt_ack().into()))
     }
 }
 

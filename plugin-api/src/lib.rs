@@ -23,6 +23,7 @@ pub mod error;
 pub mod exit;
 mod guard;
 pub mod state;
+pub mod testing;
 
 pub use config::{ConfigError, DeviceConfig};
 pub use error::{ErrorKind, PluginError, PluginResult};

@@ -217,6 +217,8 @@ pub struct CpuState {
     pub fpu: Fpu,
     pub msrs: RVec<MsrEntry>,
     pub events: VcpuEvents,
+    /// The XSAVE area (AVX and later state); empty when the backend has none.
+    pub xsave: Xsave,
 }
 
 /// RFLAGS bits used by the host (SDM vol. 1, 3.4.3).

@@ -56,7 +56,7 @@ fn library_without_root_module() {
 fn plugin_of_another_abi_major_version() {
     let lib = built_library("fixture_bad_abi");
     let r = run(&["run", "--device", lib.to_str().unwrap()]);
-    assert_clean_error(&r, &["libfixture_bad_abi.so", "ABI 2.0.0", "ABI 1.0.0"]);
+    assert_clean_error(&r, &["libfixture_bad_abi.so", "ABI 2.0.0", "ABI 1.1.0"]);
 }
 
 #[test]
@@ -195,7 +195,7 @@ fn panicking_device_plugin_stops_the_vm_cleanly() {
         "--mode",
         "protected",
     ]);
-    assert_eq!(r.code, Some(1), "stderr: {}", r.stderr);
+    assert_eq!(r.code, Some(125), "stderr: {}", r.stderr);
     let line = r
         .stderr
         .lines()

@@ -102,9 +102,9 @@ fn plugins_command_lists_devices_with_abi() {
     let r = run_hyperplug(&["plugins"], b"", TIMEOUT);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     for needle in [
-        "serial       ABI 1.0.0",
-        "debug-exit   ABI 1.0.0",
-        "kvm          ABI 1.0.0",
+        "serial       ABI 1.1.0",
+        "debug-exit   ABI 1.1.0",
+        "kvm          ABI 1.1.0",
     ] {
         assert!(
             r.stdout.contains(needle),

@@ -78,7 +78,7 @@ fn debug_exit_can_be_turned_off() {
     );
     assert_eq!(
         r.code,
-        Some(4),
+        Some(6),
         "stdout: {}\nstderr: {}",
         r.stdout,
         r.stderr

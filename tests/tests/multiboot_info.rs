@@ -74,7 +74,7 @@ fn multiboot_memory_size_follows_memory_option() {
     // With no --cmdline the command line is just the image name, as QEMU passes it.
     assert!(
         r.stdout
-            .contains(&format!("cmdline={}\n", kernel.display())),
+            .contains(&format!("cmdline={} \n", kernel.display())),
         "{}",
         r.stdout
     );

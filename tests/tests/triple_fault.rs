@@ -34,7 +34,7 @@ fn triple_fault_stops_with_register_dump() {
     );
     assert_eq!(
         r.code,
-        Some(2),
+        Some(4),
         "stdout: {}\nstderr: {}",
         r.stdout,
         r.stderr
@@ -75,7 +75,7 @@ fn halt_with_interrupts_disabled_stops_cleanly() {
         b"",
         TIMEOUT,
     );
-    assert_eq!(r.code, Some(4), "stderr: {}", r.stderr);
+    assert_eq!(r.code, Some(6), "stderr: {}", r.stderr);
     assert!(
         r.stderr.contains("guest halted with interrupts disabled"),
         "{}",

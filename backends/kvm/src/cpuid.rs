@@ -16,8 +16,40 @@ pub fn set_apic_id(entries: &mut [kvm_cpuid_entry2], id: u32) {
     }
 }
 
+/// CPUID.01H:EDX.APIC\[bit 9\] (SDM vol. 2A, CPUID, Table 3-11).
+pub const LEAF1_EDX_APIC: u32 = 1 << 9;
+/// CPUID.01H:ECX.x2APIC\[bit 21\] (SDM vol. 2A, CPUID, Table 3-10).
+pub const LEAF1_ECX_X2APIC: u32 = 1 << 21;
+/// CPUID.01H:ECX.TSC-Deadline\[bit 24\].
+pub const LEAF1_ECX_TSC_DEADLINE: u32 = 1 << 24;
+
+/// Clears what this VM does not have: with no in-kernel irqchip there is no
+/// local APIC until the host provides one, so the APIC, x2APIC and
+/// TSC-deadline bits KVM reports as supported are withdrawn.
+pub fn hide_absent_apic(entries: &mut [kvm_cpuid_entry2]) {
+    for e in entries.iter_mut().filter(|e| e.function == 1) {
+        e.edx &= !LEAF1_EDX_APIC;
+        e.ecx &= !(LEAF1_ECX_X2APIC | LEAF1_ECX_TSC_DEADLINE);
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn apic_bits_are_hidden() {
+        let mut e = [entry(1, 0, 0, 0xffff_ffff), entry(7, 0, 0, 0xffff_ffff)];
+        e[0].ecx = 0xffff_ffff;
+        e[1].ecx = 0xffff_ffff;
+        hide_absent_apic(&mut e);
+        assert_eq!(e[0].edx, !LEAF1_EDX_APIC);
+        assert_eq!(e[0].ecx, !(LEAF1_ECX_X2APIC | LEAF1_ECX_TSC_DEADLINE));
+        assert_eq!(
+            (e[1].ecx, e[1].edx),
+            (0xffff_ffff, 0xffff_ffff),
+            "other leaves untouched"
+        );
+    }
+
     use super::*;
 
     fn entry(function: u32, index: u32, ebx: u32, edx: u32) -> kvm_cpuid_entry2 {

@@ -9,6 +9,7 @@ pub mod cpuid;
 pub mod detect;
 pub mod exit;
 mod ioctl;
+pub mod kick;
 pub mod vcpu;
 pub mod vm;
 

@@ -3,9 +3,10 @@
 use crate::convert::*;
 use crate::exit::{decode, interrupted, Pending};
 use crate::ioctl::{KVM_INTERRUPT, KVM_RUN};
+use crate::kick::{install_kick_handler, KickShared, KvmKicker, RunMapping};
 use crate::vm::VmCaps;
 use crate::{log, os_err};
-use hyperplug_plugin_api::backend::{BackendHost, LogLevel, Vcpu};
+use hyperplug_plugin_api::backend::{kicker_into_ffi, BackendHost, LogLevel, Vcpu, VcpuKicker};
 use hyperplug_plugin_api::state::{Fpu, MsrEntry, Regs, Sregs, VcpuEvents, Xsave};
 use hyperplug_plugin_api::{Exit, ExitReason, PluginError};
 use kvm_bindings::{
@@ -14,6 +15,7 @@ use kvm_bindings::{
 };
 use kvm_ioctls::VcpuFd;
 use std::os::unix::io::AsRawFd;
+use std::sync::Arc;
 
 /// A vCPU on a KVM VM.
 pub struct KvmVcpu {
@@ -22,17 +24,29 @@ pub struct KvmVcpu {
     caps: VmCaps,
     pending: Pending,
     host: Option<BackendHost>,
+    kick: Arc<KickShared>,
+    map: RunMapping,
 }
 
 impl KvmVcpu {
-    pub(crate) fn new(fd: VcpuFd, id: u32, caps: VmCaps, host: Option<BackendHost>) -> Self {
-        Self {
+    pub(crate) fn new(
+        fd: VcpuFd,
+        id: u32,
+        caps: VmCaps,
+        host: Option<BackendHost>,
+    ) -> Result<Self, PluginError> {
+        install_kick_handler();
+        let map = RunMapping::new(fd.as_raw_fd(), caps.run_size)
+            .map_err(|e| PluginError::os(format!("mmap of vCPU {id}'s kvm_run: {e}")))?;
+        Ok(Self {
             fd,
             id,
             caps,
             pending: Pending::None,
             host,
-        }
+            kick: Arc::new(KickShared::default()),
+            map,
+        })
     }
 
     /// This vCPU's id.
@@ -41,11 +55,14 @@ impl KvmVcpu {
     }
 
     fn run_ptr(&mut self) -> *mut kvm_run {
-        self.fd.get_kvm_run()
+        self.map.run()
     }
 
     fn run_ref(&mut self) -> &mut kvm_run {
-        self.fd.get_kvm_run()
+        // SAFETY: the mapping is at least size_of::<kvm_run>() bytes (KVM's mmap
+        // size covers it), lives as long as `self`, and `&mut self` makes this
+        // the only reference; the kick handler writes it only during KVM_RUN.
+        unsafe { &mut *self.map.run() }
     }
 
     fn exit_after_error(&mut self, err: std::io::Error) -> Result<Exit, PluginError> {
@@ -267,17 +284,21 @@ impl Vcpu for KvmVcpu {
                 )))
             }
         }
+        if !self.kick.enter(&self.map) {
+            return Ok(interrupted("kick"));
+        }
         // SAFETY: the fd is a KVM vCPU fd owned by `self`; KVM_RUN takes no argument.
         let ret = unsafe { libc::ioctl(self.fd.as_raw_fd(), KVM_RUN, 0) };
+        self.kick.leave(&self.map);
         if ret < 0 {
             let err = std::io::Error::last_os_error();
             return self.exit_after_error(err);
         }
         let size = self.caps.run_size;
         let p = self.run_ptr();
-        // SAFETY: `p` is the start of the kvm_run mapping kvm-ioctls made with
-        // KVM_GET_VCPU_MMAP_SIZE (= run_size) bytes; it lives as long as `self.fd`,
-        // and no mutable reference to it is live while these shared views exist.
+        // SAFETY: `p` is the start of our own mapping of the run area, run_size
+        // (KVM_GET_VCPU_MMAP_SIZE) bytes long, alive as long as `self`; no mutable
+        // reference to it is live while these shared views exist.
         let (run, area) = unsafe { (&*p, std::slice::from_raw_parts(p as *const u8, size)) };
         let d = decode(run, area);
         self.pending = d.pending;
@@ -351,5 +372,9 @@ impl Vcpu for KvmVcpu {
     fn interrupt_window_open(&mut self) -> Result<bool, PluginError> {
         let run = self.run_ref();
         Ok(run.ready_for_interrupt_injection != 0 && run.if_flag != 0)
+    }
+
+    fn kicker(&self) -> Result<VcpuKicker, PluginError> {
+        Ok(kicker_into_ffi(KvmKicker(Arc::clone(&self.kick))))
     }
 }

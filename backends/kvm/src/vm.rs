@@ -1,7 +1,7 @@
 //! A KVM VM: memory slots and vCPU creation. No in-kernel irqchip: the host
 //! owns the PIC/IOAPIC/LAPIC and injects with `KVM_INTERRUPT`.
 
-use crate::cpuid::set_apic_id;
+use crate::cpuid::{hide_absent_apic, set_apic_id};
 use crate::detect::{check_kvm, open_kvm};
 use crate::vcpu::KvmVcpu;
 use crate::{log, os_err};
@@ -113,6 +113,8 @@ impl KvmVm {
             .map_err(|e| os_err("KVM_GET_SUPPORTED_CPUID", e))?
             .as_slice()
             .to_vec();
+        let mut cpuid = cpuid;
+        hide_absent_apic(&mut cpuid);
         log(
             &host,
             LogLevel::Debug,
@@ -288,7 +290,8 @@ impl Vm for KvmVm {
             .map_err(|e| PluginError::other(format!("vCPU {id}: CPUID table: {e:?}")))?;
         fd.set_cpuid2(&cpuid)
             .map_err(|e| os_err(&format!("KVM_SET_CPUID2 vCPU {id}"), e))?;
+        let vcpu = KvmVcpu::new(fd, id, self.caps, self.host.clone())?;
         vcpus.insert(id);
-        Ok(KvmVcpu::new(fd, id, self.caps, self.host.clone()))
+        Ok(vcpu)
     }
 }

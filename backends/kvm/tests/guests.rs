@@ -614,3 +614,38 @@ fn long_mode_cpl3() {
     assert_eq!(vcpu.get_regs().expect("regs").rcx, 0);
     assert_eq!(run(&mut vcpu).reason, ExitReason::Shutdown);
 }
+
+#[test]
+fn kick_interrupts_a_spinning_guest() {
+    if !kvm_usable() {
+        return;
+    }
+    let mem = GuestMem::new(MEM);
+    // An endless loop: jmp $ (real mode, emulated by a paravirtual KVM, native elsewhere).
+    mem.write(0x1000, &[0xeb, 0xfe]);
+    let (_vm, mut vcpu) = vm_with_memory(&mem);
+    enter_real_mode(&mut vcpu, 0x1000);
+    let kicker = vcpu.kicker().expect("kicker");
+
+    // A kick before the run makes it return at once.
+    kicker.kick();
+    assert_eq!(vcpu.run().expect("run").reason, ExitReason::Interrupted);
+
+    // A kick from another thread while the guest spins.
+    let k2 = vcpu.kicker().expect("kicker");
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        k2.kick();
+    });
+    assert_eq!(vcpu.run().expect("run").reason, ExitReason::Interrupted);
+    t.join().expect("kicker thread");
+    assert_eq!(
+        vcpu.get_regs().expect("regs").rip,
+        0x1000,
+        "still in the loop"
+    );
+
+    // Kicks after the vCPU is gone are harmless.
+    drop(vcpu);
+    kicker.kick();
+}

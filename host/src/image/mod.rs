@@ -99,16 +99,13 @@ impl ModuleSpec {
         }
     }
 
-    /// Reads the module file.
-    pub fn read(&self) -> Result<LoadedModule, ImageError> {
+    /// Reads the module file (at most `limit` bytes: it must fit in guest RAM).
+    pub fn read(&self, limit: u64) -> Result<LoadedModule, ImageError> {
         if self.path.as_os_str().is_empty() {
             return Err(ImageError::BadModuleSpec("empty module file name".into()));
         }
         let name = self.path.to_string_lossy().into_owned();
-        let bytes = std::fs::read(&self.path).map_err(|source| ImageError::Io {
-            file: name.clone(),
-            source,
-        })?;
+        let bytes = read_bounded(&self.path, limit)?;
         Ok(LoadedModule {
             name,
             args: self.args.clone(),
@@ -283,6 +280,34 @@ pub enum ImageError {
     UnknownMode(String),
 }
 
+/// Reads an image or module file, refusing non-regular files (a FIFO or
+/// `/dev/zero` would never end) and files larger than `limit` bytes (nothing
+/// bigger than guest RAM can be loaded).
+pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, ImageError> {
+    let name = path.to_string_lossy().into_owned();
+    let io = |source| ImageError::Io {
+        file: name.clone(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if !meta.is_file() {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        )));
+    }
+    if meta.len() > limit {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "{} bytes does not fit in guest memory ({limit} bytes)",
+                meta.len()
+            ),
+        )));
+    }
+    std::fs::read(path).map_err(io)
+}
+
 /// Loads a kernel file: multiboot v1 if it has a multiboot header, else ELF32/ELF64.
 pub fn load_kernel(
     mem: &GuestMemory,
@@ -292,10 +317,7 @@ pub fn load_kernel(
     modules: &[ModuleSpec],
 ) -> Result<BootSetup, ImageError> {
     let name = path.to_string_lossy().into_owned();
-    let bytes = std::fs::read(path).map_err(|source| ImageError::Io {
-        file: name.clone(),
-        source,
-    })?;
+    let bytes = read_bounded(path, ram_size)?;
     load_kernel_bytes(mem, ram_size, &name, &bytes, cmdline, modules)
 }
 
@@ -311,7 +333,7 @@ pub fn load_kernel_bytes(
 ) -> Result<BootSetup, ImageError> {
     let loaded = modules
         .iter()
-        .map(ModuleSpec::read)
+        .map(|m| m.read(ram_size))
         .collect::<Result<Vec<_>, _>>()?;
     load_kernel_with_modules(mem, ram_size, name, bytes, cmdline, &loaded)
 }
@@ -360,10 +382,7 @@ pub fn load_raw(
     mode: Mode,
 ) -> Result<BootSetup, ImageError> {
     let name = path.to_string_lossy().into_owned();
-    let bytes = std::fs::read(path).map_err(|source| ImageError::Io {
-        file: name.clone(),
-        source,
-    })?;
+    let bytes = read_bounded(path, ram_size)?;
     load_raw_bytes(mem, ram_size, &name, &bytes, load_addr, entry, mode)
 }
 
@@ -447,7 +466,10 @@ mod tests {
             })
         );
         assert!("   ".parse::<ModuleSpec>().is_err());
-        let e = ModuleSpec::parse("").read().err().map(|e| e.to_string());
+        let e = ModuleSpec::parse("")
+            .read(1 << 20)
+            .err()
+            .map(|e| e.to_string());
         assert_eq!(
             e.as_deref(),
             Some("bad module specification: empty module file name")

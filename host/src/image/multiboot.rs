@@ -22,7 +22,10 @@ pub const HEADER_MAGIC: u32 = 0x1bad_b002;
 /// EAX at entry (section 3.2).
 pub const BOOTLOADER_MAGIC: u32 = 0x2bad_b002;
 /// The header must lie wholly in the image's first 8 KiB (section 3.1).
-const SEARCH_LEN: usize = 8192;
+const HEADER_AREA: usize = 8192;
+/// Like QEMU, the search for the magic stops where a full 48-byte header would
+/// no longer fit in [`HEADER_AREA`].
+const SEARCH_LEN: usize = HEADER_AREA - 48;
 /// Requirement flags this loader accepts: page-aligned modules, memory info, video table.
 const KNOWN_REQUIRED: u32 = 0b111;
 /// Flag bit 2: video mode table requested.
@@ -71,10 +74,9 @@ pub fn find_header(file: &str, bytes: &[u8]) -> Result<Option<Header>, ImageErro
         file: file.to_string(),
         reason,
     };
-    let limit = bytes.len().min(SEARCH_LEN);
     let mut bad_checksum = None;
     let mut off = 0;
-    while off + 12 <= limit {
+    while off < SEARCH_LEN && off + 12 <= bytes.len() {
         if u32_at(bytes, off) == HEADER_MAGIC {
             let flags = u32_at(bytes, off + 4);
             let sum = HEADER_MAGIC
@@ -117,10 +119,10 @@ fn header_at(file: &str, bytes: &[u8], off: usize, flags: u32) -> Result<Header,
     }
     let addresses = if flags & FLAG_ADDRESSES != 0 {
         let end = off + 32;
-        if end > bytes.len().min(SEARCH_LEN) {
+        if end > bytes.len() {
             return Err(bad(format!(
                 "flag 16 is set but the address fields of the header at offset {off:#x} run past {}",
-                if end > bytes.len() { "the end of the file" } else { "the first 8 KiB" }
+                "the end of the file"
             )));
         }
         Some(AddressFields {
@@ -284,11 +286,8 @@ pub fn load(
     t.check_entry(entry, 1 << 32, "32-bit protected mode")?;
     let kernel_end = chunks.iter().map(Chunk::end).max().unwrap_or(0);
     let placed = place_modules(t, kernel_end, modules)?;
-    let full_cmdline = if cmdline.is_empty() {
-        t.file.to_string()
-    } else {
-        format!("{} {cmdline}", t.file)
-    };
+    // QEMU passes "<image> <cmdline>", keeping the space when the command line is empty.
+    let full_cmdline = format!("{} {cmdline}", t.file);
     let info = multiboot_info::build(t, &full_cmdline, &placed)?;
 
     for c in &chunks {
@@ -322,7 +321,8 @@ pub fn load(
 mod tests {
     use super::*;
     use crate::image::multiboot_info::{
-        off, INFO_CMDLINE, INFO_LOADER_NAME, INFO_MEM, INFO_MMAP, INFO_MODS,
+        off, BOOT_DEVICE, INFO_BOOT_DEVICE, INFO_CMDLINE, INFO_LOADER_NAME, INFO_MEM, INFO_MMAP,
+        INFO_MODS,
     };
     use crate::image::testutil::{
         self, build_elf, cstr_at, u32_at as mem_u32, u64_at as mem_u64, Seg,
@@ -480,10 +480,15 @@ mod tests {
         ] {
             assert_ne!(flags & bit, 0, "flag {bit:#x} missing in {flags:#x}");
         }
-        assert_eq!(
-            flags & ((1 << 11) | (1 << 12) | (1 << 1)),
+        assert_eq!(flags & ((1 << 11) | (1 << 12)), 0, "no video info is given");
+        assert_ne!(
+            flags & INFO_BOOT_DEVICE,
             0,
-            "no video/boot-device info is given"
+            "boot device given, as QEMU does"
+        );
+        assert_eq!(
+            mem_u32(&mem, layout::MB_INFO_ADDR + off::BOOT_DEVICE as u64),
+            BOOT_DEVICE
         );
         assert_eq!(at(off::MEM_LOWER), 640);
         assert_eq!(at(off::MEM_UPPER), ((RAM - (1 << 20)) / 1024) as u32);
@@ -583,7 +588,8 @@ mod tests {
         let info = layout::MB_INFO_ADDR;
         assert_eq!(
             cstr_at(&mem, u64::from(mem_u32(&mem, info + off::CMDLINE as u64))),
-            kpath.display().to_string()
+            format!("{} ", kpath.display()),
+            "QEMU passes \"<image> <cmdline>\", keeping the space when the command line is empty"
         );
         let mods_addr = u64::from(mem_u32(&mem, info + off::MODS_ADDR as u64));
         let start = u64::from(mem_u32(&mem, mods_addr));
@@ -624,9 +630,8 @@ mod tests {
             code.extend_from_slice(&[0xf4; 4]);
             build_elf(true, 0x10_0000, &[Seg::load(0x10_0000, &code, 0x100)]).0
         };
-        let mut cut = vec![0u8; SEARCH_LEN - 16];
+        let mut cut = vec![0u8; 0x40];
         cut.extend(header(FLAG_ADDRESSES, None));
-        cut.extend(vec![0u8; 64]);
         let aout = |fields: [u32; 5]| {
             let mut f = vec![0u8; 0x40];
             f.extend(header(FLAG_ADDRESSES, Some(fields)));
@@ -663,7 +668,7 @@ mod tests {
                 "address fields cut off",
                 cut,
                 &[],
-                "mb: bad multiboot header: flag 16 is set but the address fields of the header at offset 0x1ff0 run past the first 8 KiB",
+                "mb: bad multiboot header: flag 16 is set but the address fields of the header at offset 0x40 run past the end of the file",
             ),
             (
                 "header_addr below load_addr",

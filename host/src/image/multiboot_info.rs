@@ -11,6 +11,11 @@ use super::ImageError;
 
 /// flags bit 0: mem_lower / mem_upper are valid.
 pub const INFO_MEM: u32 = 1 << 0;
+/// flags bit 1: boot_device is valid.
+pub const INFO_BOOT_DEVICE: u32 = 1 << 1;
+/// The boot_device value QEMU passes: BIOS drive 0x80, no partition (0xff in
+/// each partition byte), since a direct-boot kernel came from no disk.
+pub const BOOT_DEVICE: u32 = 0x8000_ffff;
 /// flags bit 2: cmdline is valid.
 pub const INFO_CMDLINE: u32 = 1 << 2;
 /// flags bit 3: mods_count / mods_addr are valid.
@@ -28,6 +33,8 @@ pub mod off {
     pub const MEM_LOWER: usize = 4;
     /// u32 KiB of upper memory from 1 MiB.
     pub const MEM_UPPER: usize = 8;
+    /// u32 boot device (drive, part1, part2, part3).
+    pub const BOOT_DEVICE: usize = 12;
     /// u32 address of the command line.
     pub const CMDLINE: usize = 16;
     /// u32 module count.
@@ -184,8 +191,9 @@ pub fn build(
         .map_or(0, |e| (e.1 / 1024).min(u64::from(u32::MAX)) as u32);
     b.set_u32(
         off::FLAGS,
-        INFO_MEM | INFO_CMDLINE | INFO_MODS | INFO_MMAP | INFO_LOADER_NAME,
+        INFO_MEM | INFO_BOOT_DEVICE | INFO_CMDLINE | INFO_MODS | INFO_MMAP | INFO_LOADER_NAME,
     );
+    b.set_u32(off::BOOT_DEVICE, BOOT_DEVICE);
     b.set_u32(off::MEM_LOWER, mem_lower);
     b.set_u32(off::MEM_UPPER, mem_upper);
     b.set_u32(off::CMDLINE, cmdline_addr);

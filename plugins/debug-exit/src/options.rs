@@ -38,7 +38,7 @@ impl DebugExitOptions {
                 "bad value '{iosize}' for option 'iosize': expected 1, 2 or 4"
             )));
         }
-        if iobase + iosize > 0x1_0000 {
+        if iobase.checked_add(iosize).is_none_or(|end| end > 0x1_0000) {
             return Err(PluginError::invalid(format!(
                 "bad value '{iobase:#x}' for option '{key}': {iosize} ports from there pass 0xffff"
             )));

@@ -20,6 +20,33 @@ impl FfiHostServices for FakeHost {
     fn request_exit(&self, status: i32, reason: RStr<'_>) {
         self.0.lock().unwrap().push((status, reason.to_string()));
     }
+    fn now_ns(&self) -> u64 {
+        0
+    }
+    fn set_timer(&self, _timer: u32, _deadline_ns: u64) {}
+    fn read_guest(
+        &self,
+        _gpa: u64,
+        _buf: hyperplug_plugin_api::abi_stable::std_types::RSliceMut<'_, u8>,
+    ) -> hyperplug_plugin_api::PluginResult<()> {
+        hyperplug_plugin_api::abi_stable::std_types::RResult::RErr(
+            hyperplug_plugin_api::PluginError::unsupported("no DMA in this test"),
+        )
+    }
+    fn write_guest(
+        &self,
+        _gpa: u64,
+        _data: hyperplug_plugin_api::abi_stable::std_types::RSlice<'_, u8>,
+    ) -> hyperplug_plugin_api::PluginResult<()> {
+        hyperplug_plugin_api::abi_stable::std_types::RResult::RErr(
+            hyperplug_plugin_api::PluginError::unsupported("no DMA in this test"),
+        )
+    }
+    fn set_cpu_intr(&self, _level: bool) {}
+    fn request_reset(&self, _reason: RStr<'_>) {}
+    fn machine_info(&self) -> hyperplug_plugin_api::device::MachineInfo {
+        hyperplug_plugin_api::device::MachineInfo::default()
+    }
 }
 
 fn device(opts: &str) -> (DebugExit, FakeHost) {
