@@ -9,6 +9,7 @@
 pub mod access;
 pub mod context;
 pub mod fault;
+pub mod paging;
 pub mod phys;
 pub mod testmem;
 pub mod walk;
