@@ -2,9 +2,9 @@
 //! plugins, run `hyperplug` with a timeout, and skip kvm tests cleanly.
 #![allow(dead_code)]
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The cargo target profile directory (`target/debug`) holding the binary and the `.so` files.
@@ -96,27 +96,50 @@ pub fn run_hyperplug(args: &[&str], stdin: &[u8], timeout: Duration) -> RunResul
             // Dropping closes stdin (EOF).
         });
     }
+    // Drain both pipes on their own threads so a chatty run (--trace) cannot
+    // fill a pipe and stall while we wait for it.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out_t = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err_t = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
     let start = Instant::now();
-    loop {
+    let status = loop {
         match child.try_wait().expect("wait") {
-            Some(_) => break,
+            Some(s) => break Some(s),
             None if start.elapsed() > timeout => {
                 let _ = child.kill();
-                let out = child.wait_with_output().expect("output");
-                panic!(
-                    "hyperplug {args:?} did not finish within {timeout:?}\nstdout:\n{}\nstderr:\n{}",
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                );
+                let _ = child.wait();
+                break None;
             }
             None => std::thread::sleep(Duration::from_millis(20)),
         }
-    }
-    let out: Output = child.wait_with_output().expect("output");
+    };
+    let stdout = String::from_utf8_lossy(&out_t.join().unwrap_or_default()).into_owned();
+    let stderr = String::from_utf8_lossy(&err_t.join().unwrap_or_default()).into_owned();
+    let Some(status) = status else {
+        panic!("hyperplug {args:?} did not finish within {timeout:?}\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    };
     RunResult {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        code: status.code(),
+        stdout,
+        stderr,
     }
 }
 
