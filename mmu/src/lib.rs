@@ -8,7 +8,9 @@
 
 pub mod access;
 pub mod context;
+pub mod dirty;
 pub mod fault;
+pub mod nested;
 pub mod paging;
 pub mod phys;
 pub mod testmem;
