@@ -13,7 +13,10 @@ pub mod fault;
 pub mod nested;
 pub mod paging;
 pub mod phys;
+pub mod shadow;
 pub mod testmem;
+pub mod tlb;
+pub mod track;
 pub mod walk;
 
 pub use access::{Access, AccessKind};

@@ -337,7 +337,8 @@ impl Tlb {
         let (start, end) = ev.range();
         let slot = matches!(ev, TrackEvent::SlotChange { .. });
         self.retain(|e| {
-            !(e.depends_on(start, end) || (slot && e.page < end && e.page.saturating_add(4096) > start))
+            !(e.depends_on(start, end)
+                || (slot && e.page < end && e.page.saturating_add(4096) > start))
         });
     }
 
@@ -358,15 +359,19 @@ impl Tlb {
         let vpn = linear >> 12;
         let pcid = ctx.pcid();
         let set = &self.sets[set_index(vpn)];
-        let hit = set.ways.iter().find(|e| e.matches(vpn, pcid)).and_then(|e| {
-            let ok = e.rights == Rights::of(ctx)
-                && e.allowed & access_class(access) != 0
-                && (access.kind != AccessKind::Write || e.dirty);
-            ok.then_some(TlbHit {
-                gpa: e.page | (linear & 0xfff),
-                host: e.host,
-            })
-        });
+        let hit = set
+            .ways
+            .iter()
+            .find(|e| e.matches(vpn, pcid))
+            .and_then(|e| {
+                let ok = e.rights == Rights::of(ctx)
+                    && e.allowed & access_class(access) != 0
+                    && (access.kind != AccessKind::Write || e.dirty);
+                ok.then_some(TlbHit {
+                    gpa: e.page | (linear & 0xfff),
+                    host: e.host,
+                })
+            });
         if hit.is_some() {
             self.stats.hits += 1;
         } else {

@@ -330,8 +330,20 @@ mod tests {
             t.events_since(0, &mut buf),
             Catchup::Events { count: 2, upto: 2 }
         );
-        assert_eq!(buf[0], TrackEvent::Write { start: 0x5ff8, end: 0x6000 });
-        assert_eq!(buf[1], TrackEvent::Write { start: 0x4ffc, end: 0x5004 });
+        assert_eq!(
+            buf[0],
+            TrackEvent::Write {
+                start: 0x5ff8,
+                end: 0x6000
+            }
+        );
+        assert_eq!(
+            buf[1],
+            TrackEvent::Write {
+                start: 0x4ffc,
+                end: 0x5004
+            }
+        );
         assert_eq!(
             t.events_since(1, &mut buf),
             Catchup::Events { count: 1, upto: 2 }
@@ -351,7 +363,10 @@ mod tests {
         for _ in 0..LOG_CAPACITY {
             t.on_slot_change(0, 1);
         }
-        assert!(matches!(t.events_since(0, &mut buf), Catchup::Overflow { .. }));
+        assert!(matches!(
+            t.events_since(0, &mut buf),
+            Catchup::Overflow { .. }
+        ));
         assert!(matches!(
             t.events_since(3, &mut buf),
             Catchup::Events { count, .. } if count == LOG_CAPACITY
@@ -422,7 +437,11 @@ mod tests {
             (u64::MAX, 8, 0, u64::MAX, false),
         ];
         for (e, sz, s, en, want) in cases {
-            assert_eq!(entry_overlaps(e, sz, s, en), want, "{e:#x}+{sz} vs [{s:#x},{en:#x})");
+            assert_eq!(
+                entry_overlaps(e, sz, s, en),
+                want,
+                "{e:#x}+{sz} vs [{s:#x},{en:#x})"
+            );
         }
     }
 }

@@ -39,14 +39,16 @@ impl ShadowEntry {
 
     /// Whether it maps data in, or was built from tables in, `[start, end)`.
     pub fn touches(&self, start: u64, end: u64) -> bool {
-        self.depends_on(start, end) || (self.page() < end && self.page().saturating_add(4096) > start)
+        self.depends_on(start, end)
+            || (self.page() < end && self.page().saturating_add(4096) > start)
     }
 
     /// The distinct table frames it depends on.
     pub fn table_gfns(&self) -> impl Iterator<Item = u64> + '_ {
         let t = &self.tr.table_entries;
         t.iter().enumerate().filter_map(move |(i, &e)| {
-            let fresh = e != u64::MAX && !t[..i].iter().any(|&p| p != u64::MAX && p >> 12 == e >> 12);
+            let fresh =
+                e != u64::MAX && !t[..i].iter().any(|&p| p != u64::MAX && p >> 12 == e >> 12);
             fresh.then_some(e >> 12)
         })
     }

@@ -225,7 +225,12 @@ impl ShadowMmu {
     fn remove_where(&mut self, mut drop: impl FnMut(u64, &ShadowEntry) -> bool) {
         let mut owners = Vec::new();
         for r in &self.roots {
-            owners.extend(r.entries.iter().filter(|(_, e)| drop(r.id, e)).map(|(v, _)| (r.id, *v)));
+            owners.extend(
+                r.entries
+                    .iter()
+                    .filter(|(_, e)| drop(r.id, e))
+                    .map(|(v, _)| (r.id, *v)),
+            );
         }
         owners.extend(
             self.globals

@@ -1,6 +1,8 @@
 //! A tiny 4-level page-table builder over [`FlatMemory`] for tests.
 
-use crate::context::{PagingContext, CR0_PG, CR0_WP, CR4_PAE, CR4_PGE, EFER_LMA, EFER_LME, EFER_NXE};
+use crate::context::{
+    PagingContext, CR0_PG, CR0_WP, CR4_PAE, CR4_PGE, EFER_LMA, EFER_LME, EFER_NXE,
+};
 use crate::testmem::FlatMemory;
 
 /// Present.
@@ -55,7 +57,9 @@ impl<'a> Pt<'a> {
             let v = self.mem.read_u64_plain(e);
             table = if v & P == 0 {
                 let t = self.alloc();
-                self.mem.write_u64(e, t | P | RW | US).expect("entry in memory");
+                self.mem
+                    .write_u64(e, t | P | RW | US)
+                    .expect("entry in memory");
                 t
             } else {
                 v & 0x000f_ffff_ffff_f000
@@ -75,7 +79,9 @@ impl<'a> Pt<'a> {
     /// returns the PDE's gpa.
     pub fn map2m(&mut self, linear: u64, gpa: u64, flags: u64) -> u64 {
         let e = self.entry_addr(linear, 2);
-        self.mem.write_u64(e, gpa | flags | PS).expect("entry in memory");
+        self.mem
+            .write_u64(e, gpa | flags | PS)
+            .expect("entry in memory");
         e
     }
 }
