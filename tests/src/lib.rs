@@ -23,6 +23,7 @@ pub mod embedded_guest;
 pub mod guests;
 pub mod kit;
 pub mod multiboot;
+pub mod platform_guests;
 
 #[cfg(test)]
 mod checks;

@@ -1,0 +1,171 @@
+//! Guests for the platform devices: interrupts through the 8259A PIC from
+//! the 8254 PIT, and friends. 32-bit protected mode, loaded as raw images at
+//! [`RAW_LOAD_ADDR`] with the host's flat GDT (code selector 0x08).
+
+use crate::asm::{
+    emit_call_print, emit_debug_exit, emit_halt_forever, emit_power_off, emit_print_str, AsmResult,
+};
+use crate::kit::{assemble_with_data, cstr, Guest, Mode, GUEST_STACK_TOP, RAW_LOAD_ADDR};
+use iced_x86::code_asm::*;
+
+/// Where the guests build their IDT.
+pub const IDT_BASE: u32 = 0x9_0000;
+/// Number of IDT entries the guests fill (exceptions and both PICs' vectors).
+pub const IDT_ENTRIES: u32 = 48;
+/// Where the tick counter lives.
+pub const COUNTER_ADDR: u32 = 0x9_1000;
+/// The debug-exit value an unexpected interrupt or exception reports (status 255).
+pub const UNEXPECTED_VECTOR_EXIT: u32 = 0x7f;
+/// Ticks the PIT guest waits for.
+pub const PIT_TICKS: u32 = 10;
+/// The PIT reload value for 100 Hz (1193182 Hz / 100, rounded).
+pub const PIT_100HZ: u32 = 11932;
+/// Code segment selector of the host's flat GDT for protected-mode images.
+const CODE_SELECTOR: u32 = 0x08;
+
+/// Writes a 32-bit interrupt gate for the handler whose address is in EDX at
+/// [EDI] (SDM vol. 3, 6.11 "IDT Descriptors", Figure 6-2: offset 15:0,
+/// selector, then type 0xE with P=1, DPL=0, offset 31:16).
+fn emit_gate(a: &mut CodeAssembler) -> AsmResult<()> {
+    a.mov(eax, edx)?;
+    a.and(eax, 0xffffu32)?;
+    a.or(eax, CODE_SELECTOR << 16)?;
+    a.mov(dword_ptr(edi), eax)?;
+    a.mov(eax, edx)?;
+    a.and(eax, 0xffff_0000u32)?;
+    a.or(eax, 0x8e00u32)?;
+    a.mov(dword_ptr(edi + 4), eax)?;
+    Ok(())
+}
+
+/// Programs the 8259A pair as Linux does: ICW1 edge-triggered, cascade, ICW4
+/// needed; ICW2 vector bases 0x20/0x28; ICW3 slave on IR2; ICW4 8086 mode
+/// (Intel 8259A datasheet, "Initialization Command Words"); then masks all
+/// but `master_unmasked` on the master and everything on the slave.
+fn emit_pic_init(a: &mut CodeAssembler, master_unmasked: u8) -> AsmResult<()> {
+    for (port, v) in [
+        (0x20u32, 0x11u32),
+        (0xa0, 0x11),
+        (0x21, 0x20),
+        (0xa1, 0x28),
+        (0x21, 0x04),
+        (0xa1, 0x02),
+        (0x21, 0x01),
+        (0xa1, 0x01),
+        (0x21, u32::from(!master_unmasked)),
+        (0xa1, 0xff),
+    ] {
+        a.mov(al, v)?;
+        a.out(port, al)?;
+    }
+    Ok(())
+}
+
+/// Assembles position-independent 32-bit code (absolute data addresses and
+/// relative jumps only), so it can be placed as a data item.
+fn pic_code(emit: impl FnOnce(&mut CodeAssembler) -> AsmResult<()>) -> AsmResult<Vec<u8>> {
+    let mut a = CodeAssembler::new(32)?;
+    emit(&mut a)?;
+    Ok(a.assemble(0)?)
+}
+
+/// Counts [`PIT_TICKS`] IRQ 0 interrupts from the PIT (channel 0, mode 2,
+/// 100 Hz) delivered through the PIC at vector 0x20, halting between them,
+/// then prints `10 ticks` and powers off. Any other vector ends the VM
+/// through debug-exit with [`UNEXPECTED_VECTOR_EXIT`].
+///
+/// Cost: about 400 instructions plus ~10 per tick.
+pub fn pit_pic_guest() -> AsmResult<Guest> {
+    let msg = cstr(&format!("{PIT_TICKS} ticks\n"));
+    let mut idtr = Vec::new();
+    idtr.extend_from_slice(&((IDT_ENTRIES * 8 - 1) as u16).to_le_bytes());
+    idtr.extend_from_slice(&IDT_BASE.to_le_bytes());
+    // The handlers are data items so the main code knows their addresses.
+    let tick = pic_code(|a| {
+        a.push(eax)?;
+        a.inc(dword_ptr(COUNTER_ADDR))?;
+        a.mov(al, 0x20u32)?; // OCW2 non-specific EOI
+        a.out(0x20u32, al)?;
+        a.pop(eax)?;
+        a.iretd()?;
+        Ok(())
+    })?;
+    let unexpected = pic_code(|a| {
+        emit_debug_exit(a, UNEXPECTED_VECTOR_EXIT)?;
+        emit_halt_forever(a)
+    })?;
+    let out = assemble_with_data(
+        32,
+        RAW_LOAD_ADDR,
+        &[&msg, &idtr, &tick, &unexpected],
+        |a, addrs| {
+            let mut print = a.create_label();
+            let mut fill = a.create_label();
+            let mut wait = a.create_label();
+            a.cli()?;
+            a.mov(esp, GUEST_STACK_TOP)?;
+            // Every gate → `unexpected`, then vector 0x20 → `tick`.
+            a.mov(edi, IDT_BASE)?;
+            a.mov(ecx, IDT_ENTRIES)?;
+            a.mov(edx, addrs[3] as u32)?;
+            a.set_label(&mut fill)?;
+            emit_gate(a)?;
+            a.add(edi, 8)?;
+            a.dec(ecx)?;
+            a.jnz(fill)?;
+            a.mov(edx, addrs[2] as u32)?;
+            a.mov(edi, IDT_BASE + 0x20 * 8)?;
+            emit_gate(a)?;
+            a.lidt(ptr(addrs[1] as u32))?;
+            a.mov(dword_ptr(COUNTER_ADDR), 0u32)?;
+            emit_pic_init(a, 0x01)?;
+            // PIT channel 0: LSB then MSB, mode 2 (rate generator), binary (8254 control word 0x34).
+            a.mov(al, 0x34u32)?;
+            a.out(0x43u32, al)?;
+            a.mov(al, PIT_100HZ & 0xff)?;
+            a.out(0x40u32, al)?;
+            a.mov(al, PIT_100HZ >> 8)?;
+            a.out(0x40u32, al)?;
+            a.sti()?;
+            a.set_label(&mut wait)?;
+            a.hlt()?;
+            a.cmp(dword_ptr(COUNTER_ADDR), PIT_TICKS)?;
+            a.jb(wait)?;
+            a.cli()?;
+            emit_call_print(a, print, addrs[0])?;
+            emit_power_off(a)?;
+            emit_halt_forever(a)?;
+            emit_print_str(a, &mut print)
+        },
+    )?;
+    Ok(Guest {
+        bytes: out.bytes,
+        load_addr: RAW_LOAD_ADDR,
+        entry: RAW_LOAD_ADDR,
+        mode: Mode::Protected,
+        code: 0..out.code_len,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::decode_all;
+
+    #[test]
+    fn pit_guest_decodes() {
+        let g = pit_pic_guest().unwrap();
+        let ins = decode_all(&g.bytes[g.code.clone()], 32, g.load_addr).unwrap();
+        assert!(
+            ins.iter().all(|i| !i.is_invalid()),
+            "invalid instruction in the PIT guest"
+        );
+        for m in [
+            iced_x86::Mnemonic::Sti,
+            iced_x86::Mnemonic::Hlt,
+            iced_x86::Mnemonic::Lidt,
+        ] {
+            assert!(ins.iter().any(|i| i.mnemonic() == m), "{m:?} missing");
+        }
+    }
+}
