@@ -131,6 +131,19 @@ fn outside_slots_is_mmio_and_marked() {
             }
             (_, other) => panic!("{name}: {other:?}"),
         }
+        // Beyond the tables' reach: MMIO, and no entry aliasing a lower address.
+        let far = (1u64 << 57) | 0x1000;
+        tdp.handle_fault(0x1000, 4, false).unwrap();
+        assert!(matches!(
+            tdp.handle_fault(far, 4, false),
+            Ok(FaultOutcome::Mmio(_))
+        ));
+        assert_eq!(
+            tdp.translate(0x1000, GpaAccess::physical(Read))
+                .map(|t| t.hpa),
+            Ok(0x10_1000),
+            "{name}"
+        );
         let read = FaultOutcome::Mmio(MmioAccess {
             gpa,
             size: 1,
