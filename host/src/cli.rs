@@ -71,6 +71,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_debug_exit: bool,
 
+    /// Leave the bare reset state: no IVT, BIOS data area, ACPI tables, or
+    /// PIC/PIT programming (see README, "Firmware state").
+    #[arg(long)]
+    pub no_firmware_state: bool,
+
     /// Trace to stderr: exits, io, irq, devices (comma separated or repeated).
     #[arg(long, value_enum, value_delimiter = ',', value_name = "WHAT")]
     pub trace: Vec<TraceWhat>,

@@ -212,6 +212,10 @@ pub fn run(path: &PluginPath, args: &RunArgs) -> Result<i32> {
     // Everything that depends on the user's input (devices, images) is
     // checked before a backend is involved.
     let platform = Platform::new(&inv, &cfg)?;
+    if !args.no_firmware_state {
+        // Before the image, so an image that overlaps low memory wins.
+        platform.apply_firmware_state()?;
+    }
     let image_setup = if let Some(k) = &args.kernel {
         let modules: Vec<ModuleSpec> = args.modules.iter().map(|s| ModuleSpec::parse(s)).collect();
         Some(image::load_kernel(

@@ -13,6 +13,7 @@ pub mod cpu;
 pub mod dump;
 pub mod embedded;
 pub mod error;
+pub mod firmware;
 pub mod image;
 pub mod intr;
 pub mod memory;

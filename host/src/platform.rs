@@ -10,7 +10,9 @@ use crate::intr::Interrupts;
 use crate::memory::{GuestMemory, GuestRam};
 use crate::outcome::EXIT_HOST_ERROR;
 use crate::plugin::Inventory;
-use crate::power::{Pm1aControl, PM1A_CNT_LEN, PM1A_CNT_PORT};
+use crate::power::{
+    Pm1aControl, Pm1aEvent, PM1A_CNT_LEN, PM1A_CNT_PORT, PM1A_EVT_LEN, PM1A_EVT_PORT,
+};
 use crate::services::DeviceServices;
 use crate::stop::{StopHandle, VcpuWaker};
 use hyperplug_plugin_api::abi_stable::std_types::{RResult, RSlice, RSliceMut};
@@ -180,6 +182,12 @@ impl Platform {
             &[IoRange::pio(PM1A_CNT_PORT, PM1A_CNT_LEN)],
             pm,
         )?;
+        let ev: SharedDevice = Arc::new(Mutex::new(Pm1aEvent::default()));
+        bus.add(
+            "acpi-pm1a-evt",
+            &[IoRange::pio(PM1A_EVT_PORT, PM1A_EVT_LEN)],
+            ev,
+        )?;
         let mut p = Platform {
             timers,
             devices: Vec::new(),
@@ -267,5 +275,20 @@ impl Platform {
     /// Names of the devices on the bus.
     pub fn device_names(&self) -> Vec<String> {
         self.bus.device_names()
+    }
+
+    /// Leaves the machine as a PC BIOS would (see [`crate::firmware`]).
+    pub fn apply_firmware_state(&self) -> Result<()> {
+        let names = self.bus.device_names();
+        let serial_ports = names.iter().filter(|n| n.starts_with("serial")).count() as u16;
+        crate::firmware::apply(
+            self.ram.memory(),
+            &self.bus,
+            &crate::firmware::FirmwareConfig {
+                cpus: 1,
+                serial_ports,
+                pm_timer_32bit: false,
+            },
+        )
     }
 }
