@@ -42,9 +42,27 @@ impl VirtualClock {
     }
 }
 
+/// Something a timer fires into: a plugin device, a local APIC timer, ...
+pub trait TimerSink: Send + Sync {
+    /// Timer `id` is due.
+    fn fire(&self, id: u32) -> Result<(), String>;
+}
+
 /// A device slot timers fire into: filled once the device exists (its host
 /// services are created before it is).
-pub type TimerTarget = Arc<OnceLock<Arc<Mutex<PluginDevice>>>>;
+pub type DeviceSlot = OnceLock<Arc<Mutex<PluginDevice>>>;
+
+impl TimerSink for DeviceSlot {
+    fn fire(&self, id: u32) -> Result<(), String> {
+        match self.get() {
+            Some(dev) => lock(dev).timer_fired(id),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A registered timer target.
+pub type TimerTarget = Arc<dyn TimerSink>;
 
 /// What the timer thread does when a device fails in `timer_fired`.
 pub type FailureHook = Arc<dyn Fn(String) + Send + Sync>;
@@ -164,16 +182,67 @@ fn run(inner: Arc<Inner>) {
                     continue; // re-armed or disarmed since
                 }
                 s.latest.remove(&(index, id));
-                let target = s.targets.get(index).and_then(|t| t.get().cloned());
+                let target = s.targets.get(index).cloned();
                 drop(s);
-                if let Some(dev) = target {
-                    let r = lock(&dev).timer_fired(id);
-                    if let Err(e) = r {
+                if let Some(t) = target {
+                    if let Err(e) = t.fire(id) {
                         (inner.on_failure)(e);
                     }
                 }
                 s = lock(&inner.state);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Sink(Mutex<Vec<(u32, u64)>>, Arc<VirtualClock>);
+
+    impl TimerSink for Sink {
+        fn fire(&self, id: u32) -> Result<(), String> {
+            lock(&self.0).push((id, self.1.now_ns()));
+            if id == 99 {
+                return Err("boom".into());
+            }
+            Ok(())
+        }
+    }
+
+    fn wait_for(cond: impl Fn() -> bool) {
+        let start = Instant::now();
+        while !cond() && start.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    #[test]
+    fn timers_fire_in_deadline_order_rearm_and_disarm() {
+        let clock = Arc::new(VirtualClock::default());
+        let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+        let f2 = Arc::clone(&failures);
+        let timers = Timers::new(Arc::clone(&clock), Arc::new(move |m| lock(&f2).push(m)));
+        let sink = Arc::new(Sink(Mutex::new(Vec::new()), Arc::clone(&clock)));
+        let idx = timers.register(sink.clone());
+        let now = clock.now_ns();
+        timers.set(idx, 1, now + 30_000_000);
+        timers.set(idx, 2, now + 10_000_000);
+        timers.set(idx, 3, now + 20_000_000);
+        timers.set(idx, 3, TIMER_OFF); // disarmed
+        timers.set(idx, 1, now + 40_000_000); // re-armed later: fires once
+        timers.set(idx, 99, now + 50_000_000);
+        wait_for(|| lock(&sink.0).len() >= 3 && !lock(&failures).is_empty());
+        let fired = lock(&sink.0).clone();
+        let ids: Vec<u32> = fired.iter().map(|f| f.0).collect();
+        assert_eq!(ids, vec![2, 1, 99]);
+        assert!(fired[0].1 >= now + 10_000_000, "not before its deadline");
+        assert!(
+            fired[1].1 >= now + 40_000_000,
+            "the re-armed deadline counts"
+        );
+        assert_eq!(lock(&failures).as_slice(), &["boom".to_string()]);
     }
 }

@@ -4,7 +4,7 @@
 //! a backend is involved, so bad input is reported the same everywhere.
 
 use crate::bus::{Bus, BusDevice, SharedDevice};
-use crate::clock::{FailureHook, Timers, VirtualClock};
+use crate::clock::{DeviceSlot, FailureHook, Timers, VirtualClock};
 use crate::error::{Error, Result};
 use crate::intr::Interrupts;
 use crate::memory::{GuestMemory, GuestRam};
@@ -223,8 +223,8 @@ impl Platform {
             name = format!("{base}#{n}");
             n += 1;
         }
-        let target = Arc::new(OnceLock::new());
-        let timer_index = self.timers.register(Arc::clone(&target));
+        let target: Arc<DeviceSlot> = Arc::new(OnceLock::new());
+        let timer_index = self.timers.register(target.clone());
         let services = DeviceServices {
             name: name.as_str().into(),
             intr: Arc::clone(&self.intr),
