@@ -1,0 +1,545 @@
+//! The engine: fetch, decode (through the cache), execute, commit, and
+//! deliver events, until the budget is used or something must stop.
+
+use crate::bus::Bus;
+use crate::cpu::{Cpu, Mode, SegReg};
+use crate::decode::{decode, DecodeCache, DecodeOutcome, Decoded};
+use crate::exception::{vector, Exception, Fault, OpResult};
+use crate::flags;
+use crate::mem::{bus_fault, is_canonical, PendingWrite};
+use crate::model::CpuModel;
+use crate::policy::{Event, EventKind, Intercept, InterceptKind, InterceptPolicy};
+use hyperplug_mmu::track::WriteTracker;
+use hyperplug_mmu::tlb::Tlb;
+use hyperplug_mmu::{Access, AccessKind, PagingContext};
+use iced_x86::Instruction;
+use std::sync::Arc;
+
+/// The per-vCPU engine state that is not architectural: TLB, decode cache,
+/// write buffer, CPU model.
+pub struct Engine {
+    pub(crate) st: EngineState,
+    dcache: DecodeCache,
+}
+
+/// The parts of the engine an executing instruction reaches.
+pub(crate) struct EngineState {
+    pub(crate) tlb: Tlb,
+    pub(crate) tracker: Arc<WriteTracker>,
+    pub(crate) wbuf: Vec<PendingWrite>,
+    pub(crate) model: CpuModel,
+    last_paging: PagingContext,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("tlb", &self.st.tlb)
+            .field("dcache", &self.dcache)
+            .finish()
+    }
+}
+
+/// The execution context of one instruction.
+pub(crate) struct Ctx<'a, B: Bus> {
+    pub(crate) cpu: &'a mut Cpu,
+    pub(crate) bus: &'a mut B,
+    pub(crate) eng: &'a mut EngineState,
+    pub(crate) policy: &'a InterceptPolicy,
+    pub(crate) insn: Instruction,
+    pub(crate) bytes: [u8; 15],
+    /// Address size in bytes (2, 4, 8).
+    pub(crate) asz: u8,
+    /// RIP of the instruction.
+    pub(crate) rip: u64,
+    /// RIP after it.
+    pub(crate) next_rip: u64,
+    pub(crate) mode: Mode,
+    pub(crate) cpl: u8,
+    /// A REP string instruction has more iterations: RIP stays on it.
+    pub(crate) rep_more: bool,
+}
+
+/// Registers restored when an instruction faults.
+#[derive(Clone, Copy)]
+struct Snapshot {
+    gpr: [u64; 16],
+    rip: u64,
+    rflags: u64,
+}
+
+enum Step {
+    Retired,
+    RepIteration,
+    Faulted,
+    Stop(EventKind, bool),
+}
+
+/// Address size from the legacy prefixes (SDM vol. 2, 2.2.1 and Table 2-?
+/// "Effective Operand- and Address-Size Attributes"; 0x67 toggles it).
+fn address_size(bitness: u32, bytes: &[u8]) -> u8 {
+    let mut has67 = false;
+    for &b in bytes {
+        match b {
+            0x67 => has67 = true,
+            0xf0 | 0xf2 | 0xf3 | 0x2e | 0x36 | 0x3e | 0x26 | 0x64 | 0x65 | 0x66 => {}
+            0x40..=0x4f if bitness == 64 => {}
+            _ => break,
+        }
+    }
+    match (bitness, has67) {
+        (16, false) | (32, true) => 2,
+        (64, false) => 8,
+        _ => 4,
+    }
+}
+
+impl Engine {
+    /// An engine for a vCPU of a VM whose page-table write tracker is `tracker`.
+    pub fn new(tracker: Arc<WriteTracker>) -> Self {
+        Self {
+            st: EngineState {
+                tlb: Tlb::new(tracker.clone()),
+                tracker,
+                wbuf: Vec::with_capacity(64),
+                model: CpuModel::default(),
+                last_paging: PagingContext::default(),
+            },
+            dcache: DecodeCache::new(),
+        }
+    }
+
+    /// An engine with its own tracker (a single-vCPU VM, tests).
+    pub fn standalone() -> Self {
+        Self::new(Arc::new(WriteTracker::new()))
+    }
+
+    /// The CPU model (CPUID table) the guest sees.
+    pub fn model_mut(&mut self) -> &mut CpuModel {
+        &mut self.st.model
+    }
+
+    /// The decode cache (statistics).
+    pub fn decode_cache(&self) -> &DecodeCache {
+        &self.dcache
+    }
+
+    /// Tells the engine that something other than the engine wrote guest
+    /// memory (DMA, the host): drops cached decodes of those pages.
+    pub fn invalidate_gpa(&mut self, gpa: u64, len: u64) {
+        self.dcache.on_write(gpa, len);
+        self.st.tracker.on_guest_write(gpa, len);
+    }
+
+    /// Drops every cached translation and decode.
+    pub fn flush(&mut self) {
+        self.st.tlb.flush_all();
+        self.dcache.clear();
+    }
+
+    /// Runs `cpu` for at most `budget` steps (instructions, plus iterations
+    /// of REP string instructions that do not finish them), stopping early
+    /// for anything in `policy`, HLT, shutdown, or an access the caller must
+    /// complete. See [`EventKind`].
+    pub fn execute<B: Bus>(
+        &mut self,
+        cpu: &mut Cpu,
+        bus: &mut B,
+        policy: &InterceptPolicy,
+        budget: u64,
+    ) -> Event {
+        // The caller may have changed paging state between runs.
+        let now = cpu.paging();
+        if now != self.st.last_paging {
+            self.st.tlb.on_cr_write(&self.st.last_paging, &now);
+            if now.cr3 == self.st.last_paging.cr3 && now.mode() == self.st.last_paging.mode() {
+                // nothing more
+            }
+            self.st.last_paging = now;
+        }
+        let mut retired = 0u64;
+        let mut steps = 0u64;
+        let done = |kind, retired, steps| Event {
+            kind,
+            retired,
+            steps,
+        };
+        loop {
+            if let Some(p) = cpu.pending_exception.take() {
+                let e = Exception {
+                    vector: p.vector,
+                    error_code: p.error_code,
+                    cr2: None,
+                };
+                if let Err(k) = self.deliver_fault(cpu, bus, policy, e) {
+                    return done(k, retired, steps);
+                }
+            }
+            let shadow = cpu.sti_shadow || cpu.ss_shadow;
+            if cpu.rflags & flags::IF != 0 && !shadow {
+                if policy.interrupt_window {
+                    let k = EventKind::Intercept(Intercept {
+                        kind: InterceptKind::InterruptWindow,
+                        rip: cpu.rip,
+                        insn_len: 0,
+                        insn_bytes: [0; 15],
+                    });
+                    return done(k, retired, steps);
+                }
+                if let Some(v) = cpu.pending_interrupt.take() {
+                    cpu.halted = false;
+                    if let Err(k) = self.deliver_event(cpu, bus, policy, v, None, crate::deliver::Source::External) {
+                        return done(k, retired, steps);
+                    }
+                }
+            }
+            if cpu.halted {
+                return done(EventKind::Halted, retired, steps);
+            }
+            if steps >= budget {
+                return done(EventKind::Budget, retired, steps);
+            }
+            steps += 1;
+            match self.step(cpu, bus, policy) {
+                Step::Retired => retired += 1,
+                Step::RepIteration | Step::Faulted => {}
+                Step::Stop(k, ret) => {
+                    if ret {
+                        retired += 1;
+                    }
+                    return done(k, retired, steps);
+                }
+            }
+        }
+    }
+
+    /// Fetches and decodes the instruction at CS:RIP.
+    fn fetch<B: Bus>(&mut self, cpu: &mut Cpu, bus: &mut B, policy: &InterceptPolicy, mode: Mode) -> OpResult<(Decoded, u64)> {
+        let bitness = mode.bitness();
+        let mut cx = Ctx::new(cpu, bus, &mut self.st, policy, mode);
+        let lin = if mode == Mode::Long64 {
+            if !is_canonical(cx.cpu.rip, cx.cpu.cr4 & (1 << 12) != 0) {
+                return Err(Exception::gp(0).into());
+            }
+            cx.cpu.rip
+        } else {
+            cx.linear(SegReg::Cs, cx.cpu.rip, 1, AccessKind::Execute)?
+        };
+        let acc = Access::new(AccessKind::Execute, cx.cpl);
+        let gpa = cx.translate(lin, acc)?;
+        if let Some(d) = self.dcache.get(gpa, bitness) {
+            let d = *d;
+            Self::check_cs_limit(cpu, mode, d.insn.len())?;
+            return Ok((d, gpa));
+        }
+        let mut buf = [0u8; 15];
+        let in_page = (4096 - (gpa & 0xfff) as usize).min(15);
+        cx.bus
+            .read_phys(gpa, &mut buf[..in_page])
+            .map_err(|s| bus_fault(s, gpa, in_page, None))?;
+        let d = match decode(bitness, &buf[..in_page]) {
+            DecodeOutcome::Ok(d) => {
+                self.dcache.insert(gpa, bitness, d);
+                d
+            }
+            DecodeOutcome::Invalid => return Err(Exception::ud().into()),
+            DecodeOutcome::NeedMore => {
+                // The instruction continues on the next page.
+                let next = lin.wrapping_add(in_page as u64);
+                let next = if mode == Mode::Long64 { next } else { next & 0xffff_ffff };
+                let g2 = cx.translate(next, acc)?;
+                let rest = 15 - in_page;
+                cx.bus
+                    .read_phys(g2, &mut buf[in_page..])
+                    .map_err(|s| bus_fault(s, g2, rest, None))?;
+                match decode(bitness, &buf) {
+                    DecodeOutcome::Ok(d) => d,
+                    _ => return Err(Exception::ud().into()),
+                }
+            }
+        };
+        Self::check_cs_limit(cpu, mode, d.insn.len())?;
+        Ok((d, gpa))
+    }
+
+    /// The whole instruction must lie within CS's limit (SDM vol. 3, 5.3).
+    #[inline]
+    fn check_cs_limit(cpu: &Cpu, mode: Mode, len: usize) -> OpResult {
+        if mode != Mode::Long64 {
+            let last = cpu.rip.wrapping_add(len as u64 - 1);
+            if last > u64::from(cpu.seg[SegReg::Cs as usize].limit) || last < cpu.rip {
+                return Err(Exception::gp(0).into());
+            }
+        }
+        Ok(())
+    }
+
+    fn step<B: Bus>(&mut self, cpu: &mut Cpu, bus: &mut B, policy: &InterceptPolicy) -> Step {
+        let mode = cpu.mode();
+        let tf = cpu.rflags & flags::TF != 0;
+        let snap = Snapshot {
+            gpr: cpu.gpr,
+            rip: cpu.rip,
+            rflags: cpu.rflags,
+        };
+        self.st.wbuf.clear();
+        let (d, _gpa) = match self.fetch(cpu, bus, policy, mode) {
+            Ok(x) => x,
+            Err(f) => return self.fault(cpu, bus, policy, f, snap, None),
+        };
+        let len = d.insn.len();
+        let mut cx = Ctx::new(cpu, bus, &mut self.st, policy, mode);
+        cx.insn = d.insn;
+        cx.bytes = d.bytes;
+        cx.asz = address_size(mode.bitness(), &d.bytes[..len]);
+        cx.next_rip = cx.wrap_ip(cx.rip.wrapping_add(len as u64));
+        // The shadow covers exactly one instruction (SDM vol. 3, 6.8.3).
+        cx.cpu.sti_shadow = false;
+        cx.cpu.ss_shadow = false;
+        cx.cpu.rip = cx.next_rip;
+        let r = crate::ops::dispatch(&mut cx);
+        let rep_more = cx.rep_more;
+        match r {
+            Ok(()) => {
+                if rep_more {
+                    cpu.rip = snap.rip;
+                }
+                if let Err(k) = self.commit(bus) {
+                    // A write failed after its check: nothing sensible to roll back to.
+                    return Step::Stop(k, false);
+                }
+                if tf {
+                    cpu.dr[6] |= 1 << 14;
+                    let e = Exception::new(vector::DB);
+                    if let Err(k) = self.deliver_fault(cpu, bus, policy, e) {
+                        return Step::Stop(k, !rep_more);
+                    }
+                }
+                if cpu.halted {
+                    return Step::Stop(EventKind::Hlt, true);
+                }
+                if rep_more {
+                    Step::RepIteration
+                } else {
+                    Step::Retired
+                }
+            }
+            Err(f) => self.fault(cpu, bus, policy, f, snap, Some(&d)),
+        }
+    }
+
+    fn fault<B: Bus>(
+        &mut self,
+        cpu: &mut Cpu,
+        bus: &mut B,
+        policy: &InterceptPolicy,
+        f: Fault,
+        snap: Snapshot,
+        d: Option<&Decoded>,
+    ) -> Step {
+        cpu.gpr = snap.gpr;
+        cpu.rip = snap.rip;
+        cpu.rflags = snap.rflags;
+        self.st.wbuf.clear();
+        match f {
+            Fault::Event(k) => Step::Stop(k, false),
+            Fault::Exception(e) => {
+                if policy.exceptions & (1u32 << (e.vector & 31)) != 0 {
+                    return Step::Stop(exception_intercept(cpu.rip, e, d), false);
+                }
+                match self.deliver_fault(cpu, bus, policy, e) {
+                    Ok(()) => Step::Faulted,
+                    Err(k) => Step::Stop(k, false),
+                }
+            }
+        }
+    }
+
+    /// Commits the buffered writes of an instruction.
+    fn commit<B: Bus>(&mut self, bus: &mut B) -> Result<(), EventKind> {
+        for w in self.st.wbuf.drain(..) {
+            let data = &w.data[..usize::from(w.len)];
+            if let Err(s) = bus.write_phys(w.gpa, data) {
+                if let Fault::Event(k) = bus_fault(s, w.gpa, data.len(), Some(data)) {
+                    return Err(k);
+                }
+            }
+            self.dcache.on_write(w.gpa, u64::from(w.len));
+            self.st.tracker.on_guest_write(w.gpa, u64::from(w.len));
+        }
+        Ok(())
+    }
+
+    /// Delivers a fault/abort (or the #DB trap) with the double- and
+    /// triple-fault rules of SDM vol. 3, 6.15 (Interrupt 8).
+    fn deliver_fault<B: Bus>(&mut self, cpu: &mut Cpu, bus: &mut B, policy: &InterceptPolicy, e: Exception) -> Result<(), EventKind> {
+        if let Some(cr2) = e.cr2 {
+            cpu.cr2 = cr2;
+        }
+        let mut cur = e;
+        loop {
+            match self.deliver_event(cpu, bus, policy, cur.vector, cur.error_code, crate::deliver::Source::Exception) {
+                Ok(()) => return Ok(()),
+                Err(EventKind::Shutdown) => return Err(EventKind::Shutdown),
+                Err(EventKind::Intercept(i)) => {
+                    // A nested exception the policy intercepts.
+                    if let InterceptKind::Exception { vector: v2, error_code, address, .. } = i.kind {
+                        if cur.vector == vector::DF {
+                            return Err(EventKind::Shutdown);
+                        }
+                        let second = Exception { vector: v2, error_code, cr2: address };
+                        if policy.exceptions & (1u32 << (v2 & 31)) != 0 {
+                            return Err(EventKind::Intercept(i));
+                        }
+                        if let Some(a) = address {
+                            cpu.cr2 = a;
+                        }
+                        cur = if Exception::makes_double_fault(cur.vector, v2) {
+                            Exception::with_code(vector::DF, 0)
+                        } else {
+                            second
+                        };
+                        if cur.vector == vector::DF && policy.exceptions & (1 << vector::DF) != 0 {
+                            return Err(exception_intercept(cpu.rip, cur, None));
+                        }
+                        continue;
+                    }
+                    return Err(EventKind::Intercept(i));
+                }
+                Err(k) => return Err(k),
+            }
+        }
+    }
+
+    /// Delivers one event through the IVT/IDT; a nested exception comes back
+    /// as an `Intercept(Exception)` for [`Engine::deliver_fault`] to classify.
+    fn deliver_event<B: Bus>(
+        &mut self,
+        cpu: &mut Cpu,
+        bus: &mut B,
+        policy: &InterceptPolicy,
+        v: u8,
+        code: Option<u32>,
+        src: crate::deliver::Source,
+    ) -> Result<(), EventKind> {
+        let mode = cpu.mode();
+        let snap = Snapshot {
+            gpr: cpu.gpr,
+            rip: cpu.rip,
+            rflags: cpu.rflags,
+        };
+        let segs = (cpu.seg, cpu.halted);
+        self.st.wbuf.clear();
+        let mut cx = Ctx::new(cpu, bus, &mut self.st, policy, mode);
+        cx.next_rip = cx.rip;
+        let r = cx.deliver(v, code, src);
+        match r {
+            Ok(()) => {
+                cpu.halted = false;
+                self.commit(bus)
+            }
+            Err(f) => {
+                cpu.gpr = snap.gpr;
+                cpu.rip = snap.rip;
+                cpu.rflags = snap.rflags;
+                cpu.seg = segs.0;
+                self.st.wbuf.clear();
+                match f {
+                    Fault::Event(k) => Err(k),
+                    Fault::Exception(e2) => Err(exception_intercept(cpu.rip, e2, None)),
+                }
+            }
+        }
+    }
+}
+
+/// The intercept event for exception `e` at `rip`.
+fn exception_intercept(rip: u64, e: Exception, d: Option<&Decoded>) -> EventKind {
+    let access = e.cr2.map(|_| {
+        let ec = e.error_code.unwrap_or(0);
+        if ec & 0x10 != 0 {
+            AccessKind::Execute
+        } else if ec & 2 != 0 {
+            AccessKind::Write
+        } else {
+            AccessKind::Read
+        }
+    });
+    EventKind::Intercept(Intercept {
+        kind: InterceptKind::Exception {
+            vector: e.vector,
+            error_code: e.error_code,
+            address: e.cr2,
+            access,
+        },
+        rip,
+        insn_len: d.map_or(0, |d| d.insn.len() as u8),
+        insn_bytes: d.map_or([0; 15], |d| d.bytes),
+    })
+}
+
+impl<'a, B: Bus> Ctx<'a, B> {
+    pub(crate) fn new(
+        cpu: &'a mut Cpu,
+        bus: &'a mut B,
+        eng: &'a mut EngineState,
+        policy: &'a InterceptPolicy,
+        mode: Mode,
+    ) -> Self {
+        let cpl = cpu.cpl();
+        let rip = cpu.rip;
+        Self {
+            cpu,
+            bus,
+            eng,
+            policy,
+            insn: Instruction::default(),
+            bytes: [0; 15],
+            asz: (mode.bitness() / 8) as u8,
+            rip,
+            next_rip: rip,
+            mode,
+            cpl,
+            rep_more: false,
+        }
+    }
+
+    /// Truncates an instruction pointer to the current code size.
+    #[inline]
+    pub(crate) fn wrap_ip(&self, ip: u64) -> u64 {
+        match self.mode.bitness() {
+            16 => ip & 0xffff,
+            32 => ip & 0xffff_ffff,
+            _ => ip,
+        }
+    }
+
+    /// Stops with an intercept of this instruction.
+    pub(crate) fn intercept(&self, kind: InterceptKind) -> Fault {
+        Fault::Event(EventKind::Intercept(Intercept {
+            kind,
+            rip: self.rip,
+            insn_len: self.insn.len() as u8,
+            insn_bytes: self.bytes,
+        }))
+    }
+
+    /// Reloads the paging context after a CR/EFER write, flushing the TLB per SDM 4.10.4.1.
+    pub(crate) fn paging_changed(&mut self, cr3_source: Option<u64>) {
+        let now = self.cpu.paging();
+        let old = self.eng.last_paging;
+        self.eng.tlb.on_cr_write(&old, &now);
+        if let Some(src) = cr3_source {
+            self.eng.tlb.mov_cr3(&now, src);
+        }
+        self.eng.last_paging = now;
+    }
+
+    /// #GP(0) unless CPL is 0.
+    pub(crate) fn require_cpl0(&self) -> OpResult {
+        if self.cpl != 0 {
+            return Err(Exception::gp(0).into());
+        }
+        Ok(())
+    }
+}
