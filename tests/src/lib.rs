@@ -22,6 +22,7 @@ pub mod decode;
 pub mod embedded_guest;
 pub mod guests;
 pub mod kit;
+pub mod mmu_guest;
 pub mod multiboot;
 pub mod platform_guests;
 
