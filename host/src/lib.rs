@@ -4,6 +4,7 @@
 //! The binary `hyperplug` is a thin CLI over this library; the integration
 //! tests drive the same API.
 
+pub mod apic;
 pub mod boot;
 pub mod bus;
 pub mod cli;
