@@ -120,8 +120,8 @@ impl Machine {
                 } else {
                     cpu.seg[SegReg::Cs as usize] = flat(0x18, true, true);
                     // Identity map the first 1 GiB with 2-MiB pages.
-                    bus.load(PML4, &((PML4 + 0x1000) | 3).to_le_bytes());
-                    bus.load(PML4 + 0x1000, &((PML4 + 0x2000) | 3).to_le_bytes());
+                    bus.load(PML4, &((PML4 + 0x1000) | 7).to_le_bytes());
+                    bus.load(PML4 + 0x1000, &((PML4 + 0x2000) | 7).to_le_bytes());
                     for i in 0..512u64 {
                         let e = (i << 21) | 0x83 | 4;
                         bus.load(PML4 + 0x2000 + 8 * i, &e.to_le_bytes());
