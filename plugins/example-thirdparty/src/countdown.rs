@@ -9,7 +9,7 @@
 //! [`Device::timer_fired`] at (or after) the deadline.
 //!
 //! The state is a function of virtual time, so every entry point first
-//! calls [`Countdown::catch_up`], which applies an expiry whose deadline has
+//! calls `Countdown::catch_up`, which applies an expiry whose deadline has
 //! passed. That makes a status read exact even if the host's timer thread
 //! is a little late, and makes a stale callback (the guest stopped or
 //! restarted the countdown just before the old deadline fired) harmless:
@@ -19,7 +19,7 @@
 //!
 //! The line is level-triggered: high while `status.expired` and
 //! `control.irq_enable` are both set, low otherwise. The device recomputes
-//! the level after every change ([`Countdown::drive_irq`]) and tells the
+//! the level after every change (`Countdown::drive_irq`) and tells the
 //! host only when it differs from the level last driven; the guest lowers
 //! it by acknowledging (control bit 7) or by clearing interrupt enable.
 
