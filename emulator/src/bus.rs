@@ -102,7 +102,12 @@ impl FlatBus {
         Ok(b)
     }
 
-    fn cmpxchg_n<const N: usize>(&self, gpa: u64, old: [u8; N], new: [u8; N]) -> Result<bool, PhysError> {
+    fn cmpxchg_n<const N: usize>(
+        &self,
+        gpa: u64,
+        old: [u8; N],
+        new: [u8; N],
+    ) -> Result<bool, PhysError> {
         let mut ram = self.ram.borrow_mut();
         let r = range(ram.len(), gpa, N).ok_or(PhysError::Unbacked { gpa })?;
         if ram[r.clone()] != old {

@@ -221,7 +221,10 @@ mod tests {
     fn decode_outcomes() {
         assert!(matches!(decode(64, &[0x48]), DecodeOutcome::NeedMore));
         assert!(matches!(decode(64, &[0x0f, 0x0b]), DecodeOutcome::Ok(_)));
-        assert!(matches!(decode(64, &[0x06, 0x90, 0x90]), DecodeOutcome::Invalid), "push es is invalid in 64-bit mode");
+        assert!(
+            matches!(decode(64, &[0x06, 0x90, 0x90]), DecodeOutcome::Invalid),
+            "push es is invalid in 64-bit mode"
+        );
         assert!(matches!(decode(64, &[0x66; 15]), DecodeOutcome::Invalid));
     }
 }

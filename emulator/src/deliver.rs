@@ -111,7 +111,9 @@ impl<B: Bus> Ctx<'_, B> {
             return Err(Exception::gp(ext).into());
         }
         let ec = u32::from(sel & 0xfffc) | ext;
-        let (addr, lo) = self.read_desc(sel, vector::GP).map_err(|_| Exception::gp(ec))?;
+        let (addr, lo) = self
+            .read_desc(sel, vector::GP)
+            .map_err(|_| Exception::gp(ec))?;
         let d = parse(sel, lo, None);
         if !d.is_code() || d.dpl > self.cpl || (long && (!d.l || d.db)) {
             return Err(Exception::gp(ec).into());

@@ -9,8 +9,8 @@ use crate::flags;
 use crate::mem::{bus_fault, is_canonical, PendingWrite};
 use crate::model::CpuModel;
 use crate::policy::{Event, EventKind, Intercept, InterceptKind, InterceptPolicy};
-use hyperplug_mmu::track::WriteTracker;
 use hyperplug_mmu::tlb::Tlb;
+use hyperplug_mmu::track::WriteTracker;
 use hyperplug_mmu::{Access, AccessKind, PagingContext};
 use iced_x86::Instruction;
 use std::sync::Arc;
@@ -188,7 +188,14 @@ impl Engine {
                 }
                 if let Some(v) = cpu.pending_interrupt.take() {
                     cpu.halted = false;
-                    if let Err(k) = self.deliver_event(cpu, bus, policy, v, None, crate::deliver::Source::External) {
+                    if let Err(k) = self.deliver_event(
+                        cpu,
+                        bus,
+                        policy,
+                        v,
+                        None,
+                        crate::deliver::Source::External,
+                    ) {
                         return done(k, retired, steps);
                     }
                 }
@@ -214,7 +221,13 @@ impl Engine {
     }
 
     /// Fetches and decodes the instruction at CS:RIP.
-    fn fetch<B: Bus>(&mut self, cpu: &mut Cpu, bus: &mut B, policy: &InterceptPolicy, mode: Mode) -> OpResult<(Decoded, u64)> {
+    fn fetch<B: Bus>(
+        &mut self,
+        cpu: &mut Cpu,
+        bus: &mut B,
+        policy: &InterceptPolicy,
+        mode: Mode,
+    ) -> OpResult<(Decoded, u64)> {
         let bitness = mode.bitness();
         let mut cx = Ctx::new(cpu, bus, &mut self.st, policy, mode);
         let lin = if mode == Mode::Long64 {
@@ -246,7 +259,11 @@ impl Engine {
             DecodeOutcome::NeedMore => {
                 // The instruction continues on the next page.
                 let next = lin.wrapping_add(in_page as u64);
-                let next = if mode == Mode::Long64 { next } else { next & 0xffff_ffff };
+                let next = if mode == Mode::Long64 {
+                    next
+                } else {
+                    next & 0xffff_ffff
+                };
                 let g2 = cx.translate(next, acc)?;
                 let rest = 15 - in_page;
                 cx.bus
@@ -372,22 +389,45 @@ impl Engine {
 
     /// Delivers a fault/abort (or the #DB trap) with the double- and
     /// triple-fault rules of SDM vol. 3, 6.15 (Interrupt 8).
-    fn deliver_fault<B: Bus>(&mut self, cpu: &mut Cpu, bus: &mut B, policy: &InterceptPolicy, e: Exception) -> Result<(), EventKind> {
+    fn deliver_fault<B: Bus>(
+        &mut self,
+        cpu: &mut Cpu,
+        bus: &mut B,
+        policy: &InterceptPolicy,
+        e: Exception,
+    ) -> Result<(), EventKind> {
         if let Some(cr2) = e.cr2 {
             cpu.cr2 = cr2;
         }
         let mut cur = e;
         loop {
-            match self.deliver_event(cpu, bus, policy, cur.vector, cur.error_code, crate::deliver::Source::Exception) {
+            match self.deliver_event(
+                cpu,
+                bus,
+                policy,
+                cur.vector,
+                cur.error_code,
+                crate::deliver::Source::Exception,
+            ) {
                 Ok(()) => return Ok(()),
                 Err(EventKind::Shutdown) => return Err(EventKind::Shutdown),
                 Err(EventKind::Intercept(i)) => {
                     // A nested exception the policy intercepts.
-                    if let InterceptKind::Exception { vector: v2, error_code, address, .. } = i.kind {
+                    if let InterceptKind::Exception {
+                        vector: v2,
+                        error_code,
+                        address,
+                        ..
+                    } = i.kind
+                    {
                         if cur.vector == vector::DF {
                             return Err(EventKind::Shutdown);
                         }
-                        let second = Exception { vector: v2, error_code, cr2: address };
+                        let second = Exception {
+                            vector: v2,
+                            error_code,
+                            cr2: address,
+                        };
                         if policy.exceptions & (1u32 << (v2 & 31)) != 0 {
                             return Err(EventKind::Intercept(i));
                         }

@@ -53,12 +53,14 @@ pub const fn mask(size: u8) -> u64 {
 /// The sign bit of `size` bytes.
 #[inline]
 pub const fn sign_bit(size: u8) -> u64 {
+    let size = if size == 0 || size > 8 { 8 } else { size };
     1u64 << (size as u32 * 8 - 1)
 }
 
 /// Sign-extends the low `size` bytes of `v` to 64 bits.
 #[inline]
 pub const fn sext(v: u64, size: u8) -> u64 {
+    let size = if size == 0 || size > 8 { 8 } else { size };
     let sh = 64 - size as u32 * 8;
     (((v << sh) as i64) >> sh) as u64
 }
@@ -68,7 +70,7 @@ pub const fn sext(v: u64, size: u8) -> u64 {
 pub fn szp(res: u64, size: u8) -> u64 {
     let r = res & mask(size);
     let mut f = 0;
-    if (r as u8).count_ones() % 2 == 0 {
+    if (r as u8).count_ones().is_multiple_of(2) {
         f |= PF;
     }
     if r == 0 {

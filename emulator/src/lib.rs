@@ -72,6 +72,6 @@ pub use policy::{Event, EventKind, Intercept, InterceptKind, InterceptPolicy};
 
 /// Shift/rotate flag computation, exposed for table tests and the oracle.
 pub mod shift {
-    pub use crate::ops::shift_value;
     pub use crate::ops::double_value;
+    pub use crate::ops::shift_value;
 }

@@ -79,10 +79,20 @@ impl<B: Bus> Ctx<'_, B> {
     /// limit (#GP/#SS, SDM vol. 3, 21.1.x "segment wraparound") and, in 64-bit
     /// mode, the canonical check (SDM vol. 3, 5.3.1: #SS(0) for stack
     /// references, else #GP(0)). A20 is always enabled.
-    pub(crate) fn linear(&self, seg: SegReg, off: u64, len: u64, kind: AccessKind) -> OpResult<u64> {
+    pub(crate) fn linear(
+        &self,
+        seg: SegReg,
+        off: u64,
+        len: u64,
+        kind: AccessKind,
+    ) -> OpResult<u64> {
         let s = &self.cpu.seg[seg as usize];
         if self.mode == Mode::Long64 {
-            let base = if matches!(seg, SegReg::Fs | SegReg::Gs) { s.base } else { 0 };
+            let base = if matches!(seg, SegReg::Fs | SegReg::Gs) {
+                s.base
+            } else {
+                0
+            };
             let lin = base.wrapping_add(off);
             let la57 = self.cpu.cr4 & CR4_LA57 != 0;
             if !is_canonical(lin, la57) || !is_canonical(lin.wrapping_add(len - 1), la57) {
@@ -157,7 +167,12 @@ impl<B: Bus> Ctx<'_, B> {
 
     /// Splits `[lin, lin+len)` at a page boundary and translates both parts:
     /// returns (gpa0, len0, gpa1) where the second part is `len - len0` bytes.
-    fn translate_split(&mut self, lin: u64, len: usize, access: Access) -> OpResult<(u64, usize, u64)> {
+    fn translate_split(
+        &mut self,
+        lin: u64,
+        len: usize,
+        access: Access,
+    ) -> OpResult<(u64, usize, u64)> {
         let first = (4096 - (lin & 0xfff) as usize).min(len);
         let g0 = self.translate(lin, access)?;
         let g1 = if first < len {

@@ -56,7 +56,11 @@ pub struct PortBitmap(Box<[u64; 1024]>);
 
 impl std::fmt::Debug for PortBitmap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "PortBitmap({} set)", self.0.iter().map(|w| w.count_ones()).sum::<u32>())
+        write!(
+            f,
+            "PortBitmap({} set)",
+            self.0.iter().map(|w| w.count_ones()).sum::<u32>()
+        )
     }
 }
 

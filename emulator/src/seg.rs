@@ -62,11 +62,13 @@ impl<B: Bus> Ctx<'_, B> {
         if off + size - 1 > limit {
             return Err(err.into());
         }
-        Ok(if self.mode == Mode::Long64 || self.cpu.efer & crate::cpu::EFER_LMA != 0 {
-            base.wrapping_add(off)
-        } else {
-            base.wrapping_add(off) & 0xffff_ffff
-        })
+        Ok(
+            if self.mode == Mode::Long64 || self.cpu.efer & crate::cpu::EFER_LMA != 0 {
+                base.wrapping_add(off)
+            } else {
+                base.wrapping_add(off) & 0xffff_ffff
+            },
+        )
     }
 
     /// Reads the 8-byte descriptor for `sel` (faults as [`Ctx::desc_addr`]).
@@ -107,7 +109,7 @@ impl<B: Bus> Ctx<'_, B> {
         if sel & 0xfffc == 0 {
             if sr == SegReg::Ss {
                 // 64-bit mode allows a null SS at CPL < 3 with RPL = CPL.
-                if !(self.mode == Mode::Long64 && self.cpl < 3 && u8::from(rpl as u8) == self.cpl) {
+                if !(self.mode == Mode::Long64 && self.cpl < 3 && (rpl as u8) == self.cpl) {
                     return Err(Exception::gp(0).into());
                 }
                 let mut s = null_seg(sel);
@@ -127,7 +129,7 @@ impl<B: Bus> Ctx<'_, B> {
         let (addr, lo) = self.read_desc(sel, vector::GP)?;
         let d = parse(sel, lo, None);
         if sr == SegReg::Ss {
-            if u8::from(rpl as u8) != self.cpl || d.dpl != self.cpl || !d.is_writable() {
+            if (rpl as u8) != self.cpl || d.dpl != self.cpl || !d.is_writable() {
                 return Err(gp.into());
             }
             if !d.present {
@@ -251,15 +253,74 @@ mod tests {
     fn parse_flat_descriptors() {
         // (raw, base, limit, type, s, dpl, p, l, db, g)
         let t = [
-            (0x00cf_9a00_0000_ffffu64, 0u64, 0xffff_ffffu32, 0xa, true, 0, true, false, true, true),
-            (0x00af_9b00_0000_ffff, 0, 0xffff_ffff, 0xb, true, 0, true, true, false, true),
-            (0x00cf_f300_0000_ffff, 0, 0xffff_ffff, 0x3, true, 3, true, false, true, true),
-            (0x1240_9612_3456_0fff, 0x1212_3456, 0xfff, 0x6, true, 0, true, false, true, false),
-            (0x0000_8900_1000_0067, 0x1000, 0x67, 0x9, false, 0, true, false, false, false),
+            (
+                0x00cf_9a00_0000_ffffu64,
+                0u64,
+                0xffff_ffffu32,
+                0xa,
+                true,
+                0,
+                true,
+                false,
+                true,
+                true,
+            ),
+            (
+                0x00af_9b00_0000_ffff,
+                0,
+                0xffff_ffff,
+                0xb,
+                true,
+                0,
+                true,
+                true,
+                false,
+                true,
+            ),
+            (
+                0x00cf_f300_0000_ffff,
+                0,
+                0xffff_ffff,
+                0x3,
+                true,
+                3,
+                true,
+                false,
+                true,
+                true,
+            ),
+            (
+                0x1240_9612_3456_0fff,
+                0x1212_3456,
+                0xfff,
+                0x6,
+                true,
+                0,
+                true,
+                false,
+                true,
+                false,
+            ),
+            (
+                0x0000_8900_1000_0067,
+                0x1000,
+                0x67,
+                0x9,
+                false,
+                0,
+                true,
+                false,
+                false,
+                false,
+            ),
         ];
         for (raw, base, limit, typ, s, dpl, p, l, db, g) in t {
             let d = parse(0x10, raw, None);
-            assert_eq!((d.base, d.limit, d.typ, d.s, d.dpl), (base, limit, typ, s, dpl), "{raw:#x}");
+            assert_eq!(
+                (d.base, d.limit, d.typ, d.s, d.dpl),
+                (base, limit, typ, s, dpl),
+                "{raw:#x}"
+            );
             assert_eq!((d.present, d.l, d.db, d.g), (p, l, db, g), "{raw:#x}");
         }
         let d = parse(0x28, 0x0000_8900_1000_0067, Some(0xffff_ffff));

@@ -22,7 +22,7 @@ fn install_handlers(m: &mut Machine, vectors: &[u8]) {
             M::Real => a.mov(di, u32::from(v)).unwrap(),
         }
         a.hlt().unwrap();
-        let base = at - m.code_base() + if m.mode == M::Real { 0 } else { 0 };
+        let base = at - m.code_base();
         let bytes = a.assemble(base).unwrap();
         assert!(m.bus.load(at, &bytes));
         let handler = if m.mode == M::Real { at - CODE } else { at };
@@ -45,7 +45,11 @@ fn divide_error_long_mode() {
     // mov, xor, (div faults), handler mov, hlt
     assert_eq!(e.retired, 4);
     let top = m.gpr(4);
-    assert_eq!(m.bus.peek_u64(top), CODE + 7, "saved RIP is the faulting DIV");
+    assert_eq!(
+        m.bus.peek_u64(top),
+        CODE + 7,
+        "saved RIP is the faulting DIV"
+    );
     assert_eq!(m.bus.peek_u64(top + 8), 0x18, "saved CS");
     assert_eq!(m.bus.peek_u64(top + 32), 0x10, "saved SS");
     assert_eq!(m.bus.peek_u64(top + 24), STACK, "saved RSP");
@@ -66,7 +70,10 @@ fn idiv_overflow_is_de_protected() {
     m.run_to_hlt();
     assert_eq!(m.gpr(7), 0);
     let top = m.gpr(4);
-    assert_eq!(m.bus.peek(top, 4), Some((CODE as u32 + 15).to_le_bytes().to_vec()));
+    assert_eq!(
+        m.bus.peek(top, 4),
+        Some((CODE as u32 + 15).to_le_bytes().to_vec())
+    );
 }
 
 #[test]
@@ -79,10 +86,18 @@ fn undefined_opcode_every_mode() {
             a.ud2().unwrap();
         });
         m.run_to_hlt();
-        assert_eq!(m.gpr(if mode == M::Long64 { 15 } else { 7 }) & 0xffff, 6, "{mode:?}");
+        assert_eq!(
+            m.gpr(if mode == M::Long64 { 15 } else { 7 }) & 0xffff,
+            6,
+            "{mode:?}"
+        );
         let top = m.gpr(4) & 0xffff_ffff;
         let ip = m.bus.peek(top, 2).unwrap();
-        assert_eq!(u16::from_le_bytes([ip[0], ip[1]]) as u64, (m.code_base() + 1 - if mode == M::Real { 0 } else { 0 }) & 0xffff, "{mode:?}");
+        assert_eq!(
+            u16::from_le_bytes([ip[0], ip[1]]) as u64,
+            (m.code_base() + 1) & 0xffff,
+            "{mode:?}"
+        );
     }
 }
 
@@ -100,7 +115,11 @@ fn page_fault_with_cr2_and_error_code() {
     assert_eq!(m.gpr(15), 14);
     assert_eq!(m.cpu.cr2, 0x4000_0010);
     let top = m.gpr(4);
-    assert_eq!(m.bus.peek_u64(top), 0x2, "error code: write, not present, supervisor");
+    assert_eq!(
+        m.bus.peek_u64(top),
+        0x2,
+        "error code: write, not present, supervisor"
+    );
     assert_eq!(m.bus.peek_u64(top + 8), CODE + 10);
 }
 
@@ -118,8 +137,16 @@ fn page_fault_intercepted_leaves_cr2() {
             assert_eq!(i.rip, CODE + 10);
             assert_eq!(i.insn_len, 2);
             match i.kind {
-                InterceptKind::Exception { vector, error_code, address, .. } => {
-                    assert_eq!((vector, error_code, address), (14, Some(0), Some(0x4000_0000)));
+                InterceptKind::Exception {
+                    vector,
+                    error_code,
+                    address,
+                    ..
+                } => {
+                    assert_eq!(
+                        (vector, error_code, address),
+                        (14, Some(0), Some(0x4000_0000))
+                    );
                 }
                 k => panic!("{k:?}"),
             }
@@ -168,7 +195,11 @@ fn protected_mode_null_segment_is_gp_zero() {
     m.run_to_hlt();
     assert_eq!(m.gpr(7), 13);
     assert!(m.cpu.seg[SegReg::Es as usize].unusable);
-    assert_eq!(m.bus.peek(m.gpr(4), 4), Some(0u32.to_le_bytes().to_vec()), "#GP(0)");
+    assert_eq!(
+        m.bus.peek(m.gpr(4), 4),
+        Some(0u32.to_le_bytes().to_vec()),
+        "#GP(0)"
+    );
 }
 
 #[test]
@@ -190,7 +221,11 @@ fn int_n_and_iret_real_mode() {
     assert_eq!(m.gpr(6) & 0xffff, 0x77);
     assert_eq!(m.gpr(7) & 0xffff, 1);
     assert_eq!(m.gpr(4), STACK);
-    assert_ne!(m.cpu.rflags & hyperplug_emulator::flags::IF, 0, "IRET restored IF");
+    assert_ne!(
+        m.cpu.rflags & hyperplug_emulator::flags::IF,
+        0,
+        "IRET restored IF"
+    );
 }
 
 #[test]
@@ -232,7 +267,13 @@ fn cpuid_and_port_io_intercepts() {
     let e = m.run(100);
     match e.kind {
         EventKind::Intercept(i) => {
-            assert_eq!(i.kind, InterceptKind::Cpuid { leaf: 1, subleaf: 0 });
+            assert_eq!(
+                i.kind,
+                InterceptKind::Cpuid {
+                    leaf: 1,
+                    subleaf: 0
+                }
+            );
             assert_eq!((i.insn_len, &i.insn_bytes[..2]), (2, &[0x0f, 0xa2][..]));
         }
         k => panic!("{k:?}"),
@@ -255,14 +296,28 @@ fn cpuid_and_port_io_intercepts() {
     match e.kind {
         EventKind::Intercept(i) => assert!(matches!(
             i.kind,
-            InterceptKind::Io { port: 0x3f8, size: 1, input: false, string: false, value: 0x41, .. }
+            InterceptKind::Io {
+                port: 0x3f8,
+                size: 1,
+                input: false,
+                string: false,
+                value: 0x41,
+                ..
+            }
         )),
         k => panic!("{k:?}"),
     }
     // Skip it as a backend would, then the unintercepted port stops at the bus.
     m.cpu.rip += 1;
     let e = m.run(100);
-    assert_eq!(e.kind, EventKind::Io { port: 0x80, size: 1, write: Some(0x41) });
+    assert_eq!(
+        e.kind,
+        EventKind::Io {
+            port: 0x80,
+            size: 1,
+            write: Some(0x41)
+        }
+    );
     assert_eq!(m.cpu.rip, CODE + 7, "the OUT did not execute");
 }
 
@@ -274,7 +329,14 @@ fn mmio_read_stops_before_executing() {
         a.mov(eax, dword_ptr(0xfee0_0030u32)).unwrap();
     });
     let e = m.run(100);
-    assert_eq!(e.kind, EventKind::Mmio { gpa: 0xfee0_0030, size: 4, write: None });
+    assert_eq!(
+        e.kind,
+        EventKind::Mmio {
+            gpa: 0xfee0_0030,
+            size: 4,
+            write: None
+        }
+    );
     assert_eq!(m.gpr(0), 7);
     assert_eq!(m.cpu.rip, CODE + 5);
     assert_eq!(e.retired, 1);
@@ -292,6 +354,10 @@ fn single_step_traps_after_each_instruction() {
     m.run_to_hlt();
     assert_eq!(m.gpr(15), 1);
     assert_eq!(m.gpr(0), 1, "trap after the first instruction");
-    assert_eq!(m.bus.peek_u64(m.gpr(4)), CODE + 5, "saved RIP is the next instruction");
+    assert_eq!(
+        m.bus.peek_u64(m.gpr(4)),
+        CODE + 5,
+        "saved RIP is the next instruction"
+    );
     assert_ne!(m.cpu.dr[6] & (1 << 14), 0, "DR6.BS");
 }

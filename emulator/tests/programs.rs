@@ -202,7 +202,11 @@ fn self_modifying_code_invalidates_decode_cache() {
     });
     assert_eq!(&bytes[2..7], &[0xb8, 0x11, 0x11, 0x11, 0x11]);
     m.run_to_hlt();
-    assert_eq!(m.gpr(3), 0x3333_3333, "second pass saw the patched immediate");
+    assert_eq!(
+        m.gpr(3),
+        0x3333_3333,
+        "second pass saw the patched immediate"
+    );
     assert!(m.eng.decode_cache().invalidations >= 1);
 }
 

@@ -15,7 +15,11 @@ use iced_x86::Mnemonic;
 /// ADD, ADC, SUB, SBB, CMP.
 pub(super) fn addsub<B: Bus>(cx: &mut Ctx<'_, B>, m: Mnemonic) -> OpResult {
     let size = cx.op_size(0);
-    let a = if m == Mnemonic::Cmp { cx.read_op(0)? } else { cx.read_rmw(0)? };
+    let a = if m == Mnemonic::Cmp {
+        cx.read_op(0)?
+    } else {
+        cx.read_rmw(0)?
+    };
     let b = cx.read_op(1)?;
     let c = cx.cpu.rflags & CF != 0;
     let (res, f) = match m {

@@ -75,8 +75,16 @@ impl<B: Bus> Ctx<'_, B> {
     /// The far pointer operand: (selector, offset, operand size).
     fn far_operand(&mut self) -> OpResult<(u16, u64, u8)> {
         match self.insn.op0_kind() {
-            OpKind::FarBranch16 => Ok((self.insn.far_branch_selector(), u64::from(self.insn.far_branch16()), 2)),
-            OpKind::FarBranch32 => Ok((self.insn.far_branch_selector(), u64::from(self.insn.far_branch32()), 4)),
+            OpKind::FarBranch16 => Ok((
+                self.insn.far_branch_selector(),
+                u64::from(self.insn.far_branch16()),
+                2,
+            )),
+            OpKind::FarBranch32 => Ok((
+                self.insn.far_branch_selector(),
+                u64::from(self.insn.far_branch32()),
+                4,
+            )),
             OpKind::Memory => {
                 let size = match self.insn.code() {
                     Code::Call_m1616 | Code::Jmp_m1616 => 2,
@@ -85,7 +93,8 @@ impl<B: Bus> Ctx<'_, B> {
                 };
                 let (seg, ea) = (self.mseg(), self.ea());
                 let off = self.read_mem(seg, ea, size)?;
-                let sel = self.read_mem(seg, ea.wrapping_add(u64::from(size)) & mask(self.asz), 2)?;
+                let sel =
+                    self.read_mem(seg, ea.wrapping_add(u64::from(size)) & mask(self.asz), 2)?;
                 Ok((sel as u16, off, size))
             }
             _ => Err(Exception::ud().into()),
@@ -167,7 +176,11 @@ pub(super) fn retf<B: Bus>(cx: &mut Ctx<'_, B>) -> OpResult {
         Code::Retfd | Code::Retfd_imm16 => 4,
         _ => 8,
     };
-    let imm = if cx.insn.op_count() == 1 { u64::from(cx.insn.immediate16()) } else { 0 };
+    let imm = if cx.insn.op_count() == 1 {
+        u64::from(cx.insn.immediate16())
+    } else {
+        0
+    };
     let off = cx.peek_stack(0, size)? & mask(size);
     let sel = cx.peek_stack(u64::from(size), 2)? as u16;
     let rpl = (sel & 3) as u8;
@@ -188,7 +201,13 @@ pub(super) fn retf<B: Bus>(cx: &mut Ctx<'_, B>) -> OpResult {
     let ss = cx.return_ss(ss_sel, rpl, to64)?;
     cx.cpu.seg[SegReg::Cs as usize] = cs;
     cx.cpu.seg[SegReg::Ss as usize] = ss;
-    let ssz = if to64 { 8 } else if ss.db { 4 } else { 2 };
+    let ssz = if to64 {
+        8
+    } else if ss.db {
+        4
+    } else {
+        2
+    };
     cx.set_gpr(reg::RSP, ssz, new_sp.wrapping_add(imm));
     cx.cpu.rip = off;
     cx.null_inaccessible_segs(rpl);
@@ -320,7 +339,8 @@ pub(super) fn iret<B: Bus>(cx: &mut Ctx<'_, B>) -> OpResult {
     }
     // Flags (SDM vol. 2, IRET "Operation", EFLAGS restore rules).
     let iopl = ((cx.cpu.rflags & flags::IOPL) >> 12) as u8;
-    let mut modifiable = flags::STATUS | flags::TF | flags::DF | flags::NT | flags::RF | flags::AC | flags::ID;
+    let mut modifiable =
+        flags::STATUS | flags::TF | flags::DF | flags::NT | flags::RF | flags::AC | flags::ID;
     if cx.cpl <= iopl {
         modifiable |= flags::IF;
     }
@@ -337,7 +357,13 @@ pub(super) fn iret<B: Bus>(cx: &mut Ctx<'_, B>) -> OpResult {
     match new_ss {
         Some((ss, sp)) => {
             cx.cpu.seg[SegReg::Ss as usize] = ss;
-            let ssz = if to64 { 8 } else if ss.db { 4 } else { 2 };
+            let ssz = if to64 {
+                8
+            } else if ss.db {
+                4
+            } else {
+                2
+            };
             cx.set_gpr(reg::RSP, ssz, sp);
             if outer {
                 cx.null_inaccessible_segs(rpl);

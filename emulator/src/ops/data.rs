@@ -7,7 +7,7 @@ use crate::cpu::{reg, Mode, SegReg};
 use crate::exception::{Exception, OpResult};
 use crate::exec::Ctx;
 use crate::flags::{self, cond, mask, sext};
-use iced_x86::{OpKind, Register};
+use iced_x86::{Mnemonic, OpKind, Register};
 
 fn is_cr(r: Register) -> bool {
     (Register::CR0 as usize..=Register::CR15 as usize).contains(&(r as usize))
@@ -61,7 +61,11 @@ pub(super) fn mov<B: Bus>(cx: &mut Ctx<'_, B>) -> OpResult {
 pub(super) fn movx<B: Bus>(cx: &mut Ctx<'_, B>, signed: bool) -> OpResult {
     let src_size = cx.op_size(1);
     let v = cx.read_op(1)?;
-    let v = if signed { sext(v, src_size) } else { v & mask(src_size) };
+    let v = if signed {
+        sext(v, src_size)
+    } else {
+        v & mask(src_size)
+    };
     cx.write_op(0, v)
 }
 
@@ -85,7 +89,11 @@ pub(super) fn lea<B: Bus>(cx: &mut Ctx<'_, B>) -> OpResult {
 
 /// CBW / CWDE / CDQE: sign-extend the lower half of rAX.
 pub(super) fn cbw<B: Bus>(cx: &mut Ctx<'_, B>) -> OpResult {
-    let size = cx.op_size(0);
+    let size = match cx.insn.mnemonic() {
+        Mnemonic::Cbw => 2,
+        Mnemonic::Cwde => 4,
+        _ => 8,
+    };
     let half = size / 2;
     let v = sext(cx.cpu.gpr[reg::RAX] & mask(half), half);
     cx.set_gpr(reg::RAX, size, v);
@@ -94,7 +102,11 @@ pub(super) fn cbw<B: Bus>(cx: &mut Ctx<'_, B>) -> OpResult {
 
 /// CWD / CDQ / CQO: rDX = sign of rAX.
 pub(super) fn cwd<B: Bus>(cx: &mut Ctx<'_, B>) -> OpResult {
-    let size = cx.op_size(0);
+    let size = match cx.insn.mnemonic() {
+        Mnemonic::Cwd => 2,
+        Mnemonic::Cdq => 4,
+        _ => 8,
+    };
     let neg = cx.cpu.gpr[reg::RAX] & flags::sign_bit(size) != 0;
     cx.set_gpr(reg::RDX, size, if neg { u64::MAX } else { 0 });
     Ok(())

@@ -40,7 +40,11 @@ pub(super) fn io<B: Bus>(cx: &mut Ctx<'_, B>, m: Mnemonic) -> OpResult {
     if string && cx.rep_count() == Some(0) {
         return Ok(());
     }
-    let value = if !input && !string { cx.cpu.gpr[reg::RAX] as u32 & mask(size) as u32 } else { 0 };
+    let value = if !input && !string {
+        cx.cpu.gpr[reg::RAX] as u32 & mask(size) as u32
+    } else {
+        0
+    };
     if cx.policy.io.any(port, size) {
         let seg = if input { SegReg::Es } else { cx.mseg() };
         return Err(cx.intercept(InterceptKind::Io {
@@ -57,17 +61,25 @@ pub(super) fn io<B: Bus>(cx: &mut Ctx<'_, B>, m: Mnemonic) -> OpResult {
     }
     match (input, string) {
         (true, false) => {
-            let v = cx.bus.io_in(port, size).map_err(|s| io_fault(s, port, size, None))?;
+            let v = cx
+                .bus
+                .io_in(port, size)
+                .map_err(|s| io_fault(s, port, size, None))?;
             cx.set_gpr(reg::RAX, size, u64::from(v));
         }
         (false, false) => {
-            cx.bus.io_out(port, size, value).map_err(|s| io_fault(s, port, size, Some(value)))?;
+            cx.bus
+                .io_out(port, size, value)
+                .map_err(|s| io_fault(s, port, size, Some(value)))?;
         }
         (true, true) => {
             let di = cx.cpu.gpr[reg::RDI] & mask(cx.asz);
             // The destination is checked before the port is read.
             cx.probe_write(SegReg::Es, di, size)?;
-            let v = cx.bus.io_in(port, size).map_err(|s| io_fault(s, port, size, None))?;
+            let v = cx
+                .bus
+                .io_in(port, size)
+                .map_err(|s| io_fault(s, port, size, None))?;
             cx.write_mem(SegReg::Es, di, size, u64::from(v))?;
             cx.advance(reg::RDI, size);
             cx.rep_done(false);
@@ -75,7 +87,9 @@ pub(super) fn io<B: Bus>(cx: &mut Ctx<'_, B>, m: Mnemonic) -> OpResult {
         (false, true) => {
             let si = cx.cpu.gpr[reg::RSI] & mask(cx.asz);
             let v = cx.read_mem(cx.mseg(), si, size)? as u32;
-            cx.bus.io_out(port, size, v).map_err(|s| io_fault(s, port, size, Some(v)))?;
+            cx.bus
+                .io_out(port, size, v)
+                .map_err(|s| io_fault(s, port, size, Some(v)))?;
             cx.advance(reg::RSI, size);
             cx.rep_done(false);
         }

@@ -2,15 +2,19 @@
 //! SF/ZF/PF from the result, AF undefined (cleared); NOT changes no flag.
 
 use crate::bus::Bus;
-use crate::exec::Ctx;
 use crate::exception::OpResult;
-use crate::flags::{logic, merge, mask, STATUS};
+use crate::exec::Ctx;
+use crate::flags::{logic, mask, merge, STATUS};
 use iced_x86::Mnemonic;
 
 /// AND, OR, XOR, TEST.
 pub(super) fn binop<B: Bus>(cx: &mut Ctx<'_, B>, m: Mnemonic) -> OpResult {
     let size = cx.op_size(0);
-    let a = if m == Mnemonic::Test { cx.read_op(0)? } else { cx.read_rmw(0)? };
+    let a = if m == Mnemonic::Test {
+        cx.read_op(0)?
+    } else {
+        cx.read_rmw(0)?
+    };
     let b = cx.read_op(1)?;
     let res = match m {
         Mnemonic::Or => a | b,

@@ -26,50 +26,186 @@ use iced_x86::{Mnemonic, OpKind, Register};
 /// The mnemonics the engine executes (everything else raises #UD).
 pub const SUPPORTED: &[Mnemonic] = &[
     // data.rs
-    Mnemonic::Mov, Mnemonic::Movzx, Mnemonic::Movsx, Mnemonic::Movsxd, Mnemonic::Xchg,
-    Mnemonic::Lea, Mnemonic::Cbw, Mnemonic::Cwde, Mnemonic::Cdqe, Mnemonic::Cwd,
-    Mnemonic::Cdq, Mnemonic::Cqo, Mnemonic::Bswap, Mnemonic::Cmovo, Mnemonic::Cmovno,
-    Mnemonic::Cmovb, Mnemonic::Cmovae, Mnemonic::Cmove, Mnemonic::Cmovne, Mnemonic::Cmovbe,
-    Mnemonic::Cmova, Mnemonic::Cmovs, Mnemonic::Cmovns, Mnemonic::Cmovp, Mnemonic::Cmovnp,
-    Mnemonic::Cmovl, Mnemonic::Cmovge, Mnemonic::Cmovle, Mnemonic::Cmovg, Mnemonic::Seto,
-    Mnemonic::Setno, Mnemonic::Setb, Mnemonic::Setae, Mnemonic::Sete, Mnemonic::Setne,
-    Mnemonic::Setbe, Mnemonic::Seta, Mnemonic::Sets, Mnemonic::Setns, Mnemonic::Setp,
-    Mnemonic::Setnp, Mnemonic::Setl, Mnemonic::Setge, Mnemonic::Setle, Mnemonic::Setg,
-    Mnemonic::Lahf, Mnemonic::Sahf, Mnemonic::Xlatb,
+    Mnemonic::Mov,
+    Mnemonic::Movzx,
+    Mnemonic::Movsx,
+    Mnemonic::Movsxd,
+    Mnemonic::Xchg,
+    Mnemonic::Lea,
+    Mnemonic::Cbw,
+    Mnemonic::Cwde,
+    Mnemonic::Cdqe,
+    Mnemonic::Cwd,
+    Mnemonic::Cdq,
+    Mnemonic::Cqo,
+    Mnemonic::Bswap,
+    Mnemonic::Cmovo,
+    Mnemonic::Cmovno,
+    Mnemonic::Cmovb,
+    Mnemonic::Cmovae,
+    Mnemonic::Cmove,
+    Mnemonic::Cmovne,
+    Mnemonic::Cmovbe,
+    Mnemonic::Cmova,
+    Mnemonic::Cmovs,
+    Mnemonic::Cmovns,
+    Mnemonic::Cmovp,
+    Mnemonic::Cmovnp,
+    Mnemonic::Cmovl,
+    Mnemonic::Cmovge,
+    Mnemonic::Cmovle,
+    Mnemonic::Cmovg,
+    Mnemonic::Seto,
+    Mnemonic::Setno,
+    Mnemonic::Setb,
+    Mnemonic::Setae,
+    Mnemonic::Sete,
+    Mnemonic::Setne,
+    Mnemonic::Setbe,
+    Mnemonic::Seta,
+    Mnemonic::Sets,
+    Mnemonic::Setns,
+    Mnemonic::Setp,
+    Mnemonic::Setnp,
+    Mnemonic::Setl,
+    Mnemonic::Setge,
+    Mnemonic::Setle,
+    Mnemonic::Setg,
+    Mnemonic::Lahf,
+    Mnemonic::Sahf,
+    Mnemonic::Xlatb,
     // arith.rs
-    Mnemonic::Add, Mnemonic::Adc, Mnemonic::Sub, Mnemonic::Sbb, Mnemonic::Cmp, Mnemonic::Inc,
-    Mnemonic::Dec, Mnemonic::Neg, Mnemonic::Mul, Mnemonic::Imul, Mnemonic::Div, Mnemonic::Idiv,
+    Mnemonic::Add,
+    Mnemonic::Adc,
+    Mnemonic::Sub,
+    Mnemonic::Sbb,
+    Mnemonic::Cmp,
+    Mnemonic::Inc,
+    Mnemonic::Dec,
+    Mnemonic::Neg,
+    Mnemonic::Mul,
+    Mnemonic::Imul,
+    Mnemonic::Div,
+    Mnemonic::Idiv,
     // logic.rs
-    Mnemonic::And, Mnemonic::Or, Mnemonic::Xor, Mnemonic::Not, Mnemonic::Test,
+    Mnemonic::And,
+    Mnemonic::Or,
+    Mnemonic::Xor,
+    Mnemonic::Not,
+    Mnemonic::Test,
     // shift.rs
-    Mnemonic::Shl, Mnemonic::Sal, Mnemonic::Shr, Mnemonic::Sar, Mnemonic::Rol, Mnemonic::Ror,
-    Mnemonic::Rcl, Mnemonic::Rcr, Mnemonic::Shld, Mnemonic::Shrd,
+    Mnemonic::Shl,
+    Mnemonic::Sal,
+    Mnemonic::Shr,
+    Mnemonic::Sar,
+    Mnemonic::Rol,
+    Mnemonic::Ror,
+    Mnemonic::Rcl,
+    Mnemonic::Rcr,
+    Mnemonic::Shld,
+    Mnemonic::Shrd,
     // stack.rs
-    Mnemonic::Push, Mnemonic::Pop, Mnemonic::Pushf, Mnemonic::Pushfd, Mnemonic::Pushfq,
-    Mnemonic::Popf, Mnemonic::Popfd, Mnemonic::Popfq, Mnemonic::Enter, Mnemonic::Leave,
+    Mnemonic::Push,
+    Mnemonic::Pop,
+    Mnemonic::Pushf,
+    Mnemonic::Pushfd,
+    Mnemonic::Pushfq,
+    Mnemonic::Popf,
+    Mnemonic::Popfd,
+    Mnemonic::Popfq,
+    Mnemonic::Enter,
+    Mnemonic::Leave,
     // control.rs
-    Mnemonic::Jmp, Mnemonic::Call, Mnemonic::Ret, Mnemonic::Retf, Mnemonic::Jo, Mnemonic::Jno,
-    Mnemonic::Jb, Mnemonic::Jae, Mnemonic::Je, Mnemonic::Jne, Mnemonic::Jbe, Mnemonic::Ja,
-    Mnemonic::Js, Mnemonic::Jns, Mnemonic::Jp, Mnemonic::Jnp, Mnemonic::Jl, Mnemonic::Jge,
-    Mnemonic::Jle, Mnemonic::Jg, Mnemonic::Loop, Mnemonic::Loope, Mnemonic::Loopne,
-    Mnemonic::Jcxz, Mnemonic::Jecxz, Mnemonic::Jrcxz, Mnemonic::Int, Mnemonic::Int3,
-    Mnemonic::Into, Mnemonic::Iret, Mnemonic::Iretd, Mnemonic::Iretq,
+    Mnemonic::Jmp,
+    Mnemonic::Call,
+    Mnemonic::Ret,
+    Mnemonic::Retf,
+    Mnemonic::Jo,
+    Mnemonic::Jno,
+    Mnemonic::Jb,
+    Mnemonic::Jae,
+    Mnemonic::Je,
+    Mnemonic::Jne,
+    Mnemonic::Jbe,
+    Mnemonic::Ja,
+    Mnemonic::Js,
+    Mnemonic::Jns,
+    Mnemonic::Jp,
+    Mnemonic::Jnp,
+    Mnemonic::Jl,
+    Mnemonic::Jge,
+    Mnemonic::Jle,
+    Mnemonic::Jg,
+    Mnemonic::Loop,
+    Mnemonic::Loope,
+    Mnemonic::Loopne,
+    Mnemonic::Jcxz,
+    Mnemonic::Jecxz,
+    Mnemonic::Jrcxz,
+    Mnemonic::Int,
+    Mnemonic::Int3,
+    Mnemonic::Into,
+    Mnemonic::Iret,
+    Mnemonic::Iretd,
+    Mnemonic::Iretq,
     // flagops.rs
-    Mnemonic::Clc, Mnemonic::Stc, Mnemonic::Cmc, Mnemonic::Cld, Mnemonic::Std, Mnemonic::Cli,
+    Mnemonic::Clc,
+    Mnemonic::Stc,
+    Mnemonic::Cmc,
+    Mnemonic::Cld,
+    Mnemonic::Std,
+    Mnemonic::Cli,
     Mnemonic::Sti,
     // string.rs
-    Mnemonic::Movsb, Mnemonic::Movsw, Mnemonic::Movsd, Mnemonic::Movsq, Mnemonic::Stosb,
-    Mnemonic::Stosw, Mnemonic::Stosd, Mnemonic::Stosq, Mnemonic::Lodsb, Mnemonic::Lodsw,
-    Mnemonic::Lodsd, Mnemonic::Lodsq, Mnemonic::Cmpsb, Mnemonic::Cmpsw, Mnemonic::Cmpsd,
-    Mnemonic::Cmpsq, Mnemonic::Scasb, Mnemonic::Scasw, Mnemonic::Scasd, Mnemonic::Scasq,
+    Mnemonic::Movsb,
+    Mnemonic::Movsw,
+    Mnemonic::Movsd,
+    Mnemonic::Movsq,
+    Mnemonic::Stosb,
+    Mnemonic::Stosw,
+    Mnemonic::Stosd,
+    Mnemonic::Stosq,
+    Mnemonic::Lodsb,
+    Mnemonic::Lodsw,
+    Mnemonic::Lodsd,
+    Mnemonic::Lodsq,
+    Mnemonic::Cmpsb,
+    Mnemonic::Cmpsw,
+    Mnemonic::Cmpsd,
+    Mnemonic::Cmpsq,
+    Mnemonic::Scasb,
+    Mnemonic::Scasw,
+    Mnemonic::Scasd,
+    Mnemonic::Scasq,
     // system.rs
-    Mnemonic::Hlt, Mnemonic::Cpuid, Mnemonic::Rdtsc, Mnemonic::Rdtscp, Mnemonic::Nop,
-    Mnemonic::Pause, Mnemonic::Ud2, Mnemonic::Lgdt, Mnemonic::Lidt, Mnemonic::Sgdt,
-    Mnemonic::Sidt, Mnemonic::Rdmsr, Mnemonic::Wrmsr, Mnemonic::Invlpg, Mnemonic::Wbinvd,
-    Mnemonic::Invd, Mnemonic::Clts, Mnemonic::Smsw, Mnemonic::Lmsw,
+    Mnemonic::Hlt,
+    Mnemonic::Cpuid,
+    Mnemonic::Rdtsc,
+    Mnemonic::Rdtscp,
+    Mnemonic::Nop,
+    Mnemonic::Pause,
+    Mnemonic::Ud2,
+    Mnemonic::Lgdt,
+    Mnemonic::Lidt,
+    Mnemonic::Sgdt,
+    Mnemonic::Sidt,
+    Mnemonic::Rdmsr,
+    Mnemonic::Wrmsr,
+    Mnemonic::Invlpg,
+    Mnemonic::Wbinvd,
+    Mnemonic::Invd,
+    Mnemonic::Clts,
+    Mnemonic::Smsw,
+    Mnemonic::Lmsw,
     // io.rs
-    Mnemonic::In, Mnemonic::Out, Mnemonic::Insb, Mnemonic::Insw, Mnemonic::Insd,
-    Mnemonic::Outsb, Mnemonic::Outsw, Mnemonic::Outsd,
+    Mnemonic::In,
+    Mnemonic::Out,
+    Mnemonic::Insb,
+    Mnemonic::Insw,
+    Mnemonic::Insd,
+    Mnemonic::Outsb,
+    Mnemonic::Outsw,
+    Mnemonic::Outsd,
 ];
 
 /// Executes the instruction in `cx`.
@@ -95,7 +231,9 @@ pub(crate) fn dispatch<B: Bus>(cx: &mut Ctx<'_, B>) -> OpResult {
         M::Div | M::Idiv => arith::div(cx, m == M::Idiv),
         M::And | M::Or | M::Xor | M::Test => logic::binop(cx, m),
         M::Not => logic::not(cx),
-        M::Shl | M::Sal | M::Shr | M::Sar | M::Rol | M::Ror | M::Rcl | M::Rcr => shift::shift(cx, m),
+        M::Shl | M::Sal | M::Shr | M::Sar | M::Rol | M::Ror | M::Rcl | M::Rcr => {
+            shift::shift(cx, m)
+        }
         M::Shld | M::Shrd => shift::double(cx, m == M::Shld),
         M::Push => stack::push_op(cx),
         M::Pop => stack::pop_op(cx),
@@ -112,10 +250,29 @@ pub(crate) fn dispatch<B: Bus>(cx: &mut Ctx<'_, B>) -> OpResult {
         M::Int | M::Int3 | M::Into => control::int(cx, m),
         M::Iret | M::Iretd | M::Iretq => control::iret(cx),
         M::Clc | M::Stc | M::Cmc | M::Cld | M::Std | M::Cli | M::Sti => flagops::flagop(cx, m),
-        M::Movsb | M::Movsw | M::Movsd | M::Movsq | M::Stosb | M::Stosw | M::Stosd | M::Stosq
-        | M::Lodsb | M::Lodsw | M::Lodsd | M::Lodsq | M::Cmpsb | M::Cmpsw | M::Cmpsd | M::Cmpsq
-        | M::Scasb | M::Scasw | M::Scasd | M::Scasq => string::string(cx, m),
-        M::In | M::Out | M::Insb | M::Insw | M::Insd | M::Outsb | M::Outsw | M::Outsd => io::io(cx, m),
+        M::Movsb
+        | M::Movsw
+        | M::Movsd
+        | M::Movsq
+        | M::Stosb
+        | M::Stosw
+        | M::Stosd
+        | M::Stosq
+        | M::Lodsb
+        | M::Lodsw
+        | M::Lodsd
+        | M::Lodsq
+        | M::Cmpsb
+        | M::Cmpsw
+        | M::Cmpsd
+        | M::Cmpsq
+        | M::Scasb
+        | M::Scasw
+        | M::Scasd
+        | M::Scasq => string::string(cx, m),
+        M::In | M::Out | M::Insb | M::Insw | M::Insd | M::Outsb | M::Outsw | M::Outsd => {
+            io::io(cx, m)
+        }
         _ => {
             if cx.insn.is_jcc_short_or_near() {
                 return control::jcc(cx);
@@ -134,8 +291,22 @@ pub(crate) fn dispatch<B: Bus>(cx: &mut Ctx<'_, B>) -> OpResult {
 fn cmov_cc(m: Mnemonic) -> Option<u8> {
     use Mnemonic as M;
     let t = [
-        M::Cmovo, M::Cmovno, M::Cmovb, M::Cmovae, M::Cmove, M::Cmovne, M::Cmovbe, M::Cmova,
-        M::Cmovs, M::Cmovns, M::Cmovp, M::Cmovnp, M::Cmovl, M::Cmovge, M::Cmovle, M::Cmovg,
+        M::Cmovo,
+        M::Cmovno,
+        M::Cmovb,
+        M::Cmovae,
+        M::Cmove,
+        M::Cmovne,
+        M::Cmovbe,
+        M::Cmova,
+        M::Cmovs,
+        M::Cmovns,
+        M::Cmovp,
+        M::Cmovnp,
+        M::Cmovl,
+        M::Cmovge,
+        M::Cmovle,
+        M::Cmovg,
     ];
     t.iter().position(|&x| x == m).map(|p| p as u8)
 }
@@ -143,8 +314,22 @@ fn cmov_cc(m: Mnemonic) -> Option<u8> {
 fn setcc_cc(m: Mnemonic) -> Option<u8> {
     use Mnemonic as M;
     let t = [
-        M::Seto, M::Setno, M::Setb, M::Setae, M::Sete, M::Setne, M::Setbe, M::Seta, M::Sets,
-        M::Setns, M::Setp, M::Setnp, M::Setl, M::Setge, M::Setle, M::Setg,
+        M::Seto,
+        M::Setno,
+        M::Setb,
+        M::Setae,
+        M::Sete,
+        M::Setne,
+        M::Setbe,
+        M::Seta,
+        M::Sets,
+        M::Setns,
+        M::Setp,
+        M::Setnp,
+        M::Setl,
+        M::Setge,
+        M::Setle,
+        M::Setg,
     ];
     t.iter().position(|&x| x == m).map(|p| p as u8)
 }
@@ -226,7 +411,10 @@ impl<B: Bus> Ctx<'_, B> {
         }
         let idx = i.memory_index();
         if idx != Register::None {
-            a = a.wrapping_add(self.reg(idx).wrapping_mul(u64::from(i.memory_index_scale())));
+            a = a.wrapping_add(
+                self.reg(idx)
+                    .wrapping_mul(u64::from(i.memory_index_scale())),
+            );
         }
         a & mask(self.asz)
     }

@@ -33,7 +33,11 @@ pub fn shift_value(m: Mnemonic, v: u64, count: u64, size: u8, rflags: u64) -> (u
     match m {
         Mnemonic::Shl | Mnemonic::Sal => {
             let res = if c >= bits { 0 } else { (v << c) & mask(size) };
-            let cf = if c > bits { false } else { (v >> (bits - c)) & 1 != 0 };
+            let cf = if c > bits {
+                false
+            } else {
+                (v >> (bits - c)) & 1 != 0
+            };
             let mut f = szp(res, size);
             if cf {
                 f |= CF;
@@ -45,7 +49,11 @@ pub fn shift_value(m: Mnemonic, v: u64, count: u64, size: u8, rflags: u64) -> (u
         }
         Mnemonic::Shr => {
             let res = if c >= bits { 0 } else { v >> c };
-            let cf = if c > bits { false } else { (v >> (c - 1)) & 1 != 0 };
+            let cf = if c > bits {
+                false
+            } else {
+                (v >> (c - 1)) & 1 != 0
+            };
             let mut f = szp(res, size);
             if cf {
                 f |= CF;
@@ -105,7 +113,11 @@ pub fn shift_value(m: Mnemonic, v: u64, count: u64, size: u8, rflags: u64) -> (u
                     cf = out;
                 }
             }
-            let of = if m == Mnemonic::Rcl { msb(x) != cf } else { of_before };
+            let of = if m == Mnemonic::Rcl {
+                msb(x) != cf
+            } else {
+                of_before
+            };
             let mut f = rflags & !(CF | OF);
             if cf {
                 f |= CF;
@@ -119,7 +131,14 @@ pub fn shift_value(m: Mnemonic, v: u64, count: u64, size: u8, rflags: u64) -> (u
 }
 
 /// SHLD/SHRD result and flags: `dst` shifted by `count` with bits from `src`.
-pub fn double_value(left: bool, dst: u64, src: u64, count: u64, size: u8, rflags: u64) -> (u64, u64) {
+pub fn double_value(
+    left: bool,
+    dst: u64,
+    src: u64,
+    count: u64,
+    size: u8,
+    rflags: u64,
+) -> (u64, u64) {
     let bits = u32::from(size) * 8;
     let cmask = if size == 8 { 0x3f } else { 0x1f };
     let c = (count & cmask) as u32;
@@ -152,11 +171,19 @@ pub fn double_value(left: bool, dst: u64, src: u64, count: u64, size: u8, rflags
 pub(super) fn shift<B: Bus>(cx: &mut Ctx<'_, B>, m: Mnemonic) -> OpResult {
     let size = cx.op_size(0);
     let v = cx.read_rmw(0)?;
-    let count = if cx.insn.op_count() > 1 { cx.read_op(1)? } else { 1 };
+    let count = if cx.insn.op_count() > 1 {
+        cx.read_op(1)?
+    } else {
+        1
+    };
     let (res, f) = shift_value(m, v, count, size, cx.cpu.rflags);
     cx.write_op(0, res)?;
     let cmask = if size == 8 { 0x3f } else { 0x1f };
-    cx.cpu.rflags = if count & cmask != 0 && !matches!(m, Mnemonic::Rol | Mnemonic::Ror | Mnemonic::Rcl | Mnemonic::Rcr) {
+    cx.cpu.rflags = if count & cmask != 0
+        && !matches!(
+            m,
+            Mnemonic::Rol | Mnemonic::Ror | Mnemonic::Rcl | Mnemonic::Rcr
+        ) {
         f & !AF
     } else {
         f
@@ -211,7 +238,15 @@ mod tests {
 
     #[test]
     fn count_zero_preserves_flags() {
-        for m in [Mnemonic::Shl, Mnemonic::Shr, Mnemonic::Sar, Mnemonic::Rol, Mnemonic::Ror, Mnemonic::Rcl, Mnemonic::Rcr] {
+        for m in [
+            Mnemonic::Shl,
+            Mnemonic::Shr,
+            Mnemonic::Sar,
+            Mnemonic::Rol,
+            Mnemonic::Ror,
+            Mnemonic::Rcl,
+            Mnemonic::Rcr,
+        ] {
             let fl = CF | OF | ZF | SF | PF | 2;
             assert_eq!(shift_value(m, 0x55, 32, 4, fl), (0x55, fl), "{m:?}");
         }

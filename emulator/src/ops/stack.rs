@@ -125,7 +125,14 @@ pub(super) fn pushf<B: Bus>(cx: &mut Ctx<'_, B>) -> OpResult {
 pub(super) fn popf<B: Bus>(cx: &mut Ctx<'_, B>) -> OpResult {
     let size = cx.osz3([Code::Popfw, Code::Popfd, Code::Popfq]);
     let iopl = ((cx.cpu.rflags & flags::IOPL) >> 12) as u8;
-    let mut modifiable = flags::STATUS | flags::TF | flags::IF | flags::DF | flags::IOPL | flags::NT | flags::AC | flags::ID;
+    let mut modifiable = flags::STATUS
+        | flags::TF
+        | flags::IF
+        | flags::DF
+        | flags::IOPL
+        | flags::NT
+        | flags::AC
+        | flags::ID;
     if cx.mode == Mode::V86 {
         if iopl != 3 {
             return Err(Exception::gp(0).into());
@@ -153,7 +160,11 @@ pub(super) fn popf<B: Bus>(cx: &mut Ctx<'_, B>) -> OpResult {
 
 /// ENTER imm16, imm8 (SDM vol. 2, ENTER "Operation").
 pub(super) fn enter<B: Bus>(cx: &mut Ctx<'_, B>) -> OpResult {
-    let size = cx.osz3([Code::Enterw_imm16_imm8, Code::Enterd_imm16_imm8, Code::Enterq_imm16_imm8]);
+    let size = cx.osz3([
+        Code::Enterw_imm16_imm8,
+        Code::Enterd_imm16_imm8,
+        Code::Enterq_imm16_imm8,
+    ]);
     let alloc = cx.insn.immediate16() as u64;
     let level = u64::from(cx.insn.immediate8_2nd() % 32);
     let ss = cx.stack_size();

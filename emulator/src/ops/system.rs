@@ -13,12 +13,9 @@ use crate::exec::Ctx;
 use crate::mem::is_canonical;
 use crate::ops::gpr_loc;
 use crate::policy::{DescTableInsn, InsnIntercepts, InterceptKind};
-use hyperplug_mmu::AccessKind;
 use iced_x86::{Mnemonic, Register};
 
 /// CR0 bits (SDM vol. 3, 2.5, Figure 2-7).
-const CR0_MP: u64 = 1 << 1;
-const CR0_EM: u64 = 1 << 2;
 const CR0_TS: u64 = 1 << 3;
 const CR0_ET: u64 = 1 << 4;
 const CR0_NW: u64 = 1 << 29;
@@ -57,9 +54,16 @@ pub(super) fn system<B: Bus>(cx: &mut Ctx<'_, B>, m: Mnemonic) -> OpResult {
         M::Cpuid => {
             let leaf = cx.cpu.gpr[reg::RAX] as u32;
             let sub = cx.cpu.gpr[reg::RCX] as u32;
-            insn_intercept(cx, InsnIntercepts::CPUID, InterceptKind::Cpuid { leaf, subleaf: sub })?;
+            insn_intercept(
+                cx,
+                InsnIntercepts::CPUID,
+                InterceptKind::Cpuid { leaf, subleaf: sub },
+            )?;
             let r = cx.eng.model.lookup(leaf, sub);
-            for (i, g) in [reg::RAX, reg::RBX, reg::RCX, reg::RDX].into_iter().enumerate() {
+            for (i, g) in [reg::RAX, reg::RBX, reg::RCX, reg::RDX]
+                .into_iter()
+                .enumerate()
+            {
                 cx.set_gpr(g, 4, u64::from(r[i]));
             }
             Ok(())
@@ -110,12 +114,20 @@ pub(super) fn system<B: Bus>(cx: &mut Ctx<'_, B>, m: Mnemonic) -> OpResult {
             let seg = cx.mseg();
             let ea = cx.ea();
             let lin = if cx.mode == Mode::Long64 {
-                let base = if matches!(seg, SegReg::Fs | SegReg::Gs) { cx.cpu.seg[seg as usize].base } else { 0 };
+                let base = if matches!(seg, SegReg::Fs | SegReg::Gs) {
+                    cx.cpu.seg[seg as usize].base
+                } else {
+                    0
+                };
                 base.wrapping_add(ea)
             } else {
                 cx.cpu.seg[seg as usize].base.wrapping_add(ea) & 0xffff_ffff
             };
-            insn_intercept(cx, InsnIntercepts::INVLPG, InterceptKind::Invlpg { linear: lin })?;
+            insn_intercept(
+                cx,
+                InsnIntercepts::INVLPG,
+                InterceptKind::Invlpg { linear: lin },
+            )?;
             let ctx = cx.cpu.paging();
             cx.eng.tlb.invlpg(&ctx, lin);
             Ok(())
@@ -126,7 +138,13 @@ pub(super) fn system<B: Bus>(cx: &mut Ctx<'_, B>, m: Mnemonic) -> OpResult {
             cx.require_cpl0()?;
             if cx.policy.cr_write & 1 != 0 {
                 let value = cx.cpu.cr0 & !CR0_TS;
-                return Err(cx.intercept(InterceptKind::CrWrite { cr: 0, gpr: None, value, clts: true, lmsw: false }));
+                return Err(cx.intercept(InterceptKind::CrWrite {
+                    cr: 0,
+                    gpr: None,
+                    value,
+                    clts: true,
+                    lmsw: false,
+                }));
             }
             cx.cpu.cr0 &= !CR0_TS;
             Ok(())
@@ -141,7 +159,13 @@ pub(super) fn system<B: Bus>(cx: &mut Ctx<'_, B>, m: Mnemonic) -> OpResult {
             // LMSW loads PE, MP, EM, TS and cannot clear PE.
             let value = (cx.cpu.cr0 & !0xe) | (src & 0xf) | (cx.cpu.cr0 & CR0_PE);
             if cx.policy.cr_write & 1 != 0 {
-                return Err(cx.intercept(InterceptKind::CrWrite { cr: 0, gpr: None, value, clts: false, lmsw: true }));
+                return Err(cx.intercept(InterceptKind::CrWrite {
+                    cr: 0,
+                    gpr: None,
+                    value,
+                    clts: false,
+                    lmsw: true,
+                }));
             }
             cx.cpu.cr0 = value;
             Ok(())
@@ -168,8 +192,16 @@ fn load_dt<B: Bus>(cx: &mut Ctx<'_, B>, gdt: bool) -> OpResult {
         return Err(Exception::ud().into());
     }
     cx.require_cpl0()?;
-    let which = if gdt { DescTableInsn::Lgdt } else { DescTableInsn::Lidt };
-    insn_intercept(cx, InsnIntercepts::DESC_TABLE, InterceptKind::DescTable(which))?;
+    let which = if gdt {
+        DescTableInsn::Lgdt
+    } else {
+        DescTableInsn::Lidt
+    };
+    insn_intercept(
+        cx,
+        InsnIntercepts::DESC_TABLE,
+        InterceptKind::DescTable(which),
+    )?;
     let (seg, ea) = (cx.mseg(), cx.ea());
     let limit = cx.read_mem(seg, ea, 2)? as u16;
     let a2 = ea.wrapping_add(2) & crate::flags::mask(cx.asz);
@@ -187,7 +219,11 @@ fn load_dt<B: Bus>(cx: &mut Ctx<'_, B>, gdt: bool) -> OpResult {
             b
         }
     };
-    let dt = if gdt { &mut cx.cpu.gdtr } else { &mut cx.cpu.idtr };
+    let dt = if gdt {
+        &mut cx.cpu.gdtr
+    } else {
+        &mut cx.cpu.idtr
+    };
     dt.limit = limit;
     dt.base = base;
     Ok(())
@@ -198,8 +234,16 @@ fn store_dt<B: Bus>(cx: &mut Ctx<'_, B>, gdt: bool) -> OpResult {
     if !cx.is_mem(0) {
         return Err(Exception::ud().into());
     }
-    let which = if gdt { DescTableInsn::Sgdt } else { DescTableInsn::Sidt };
-    insn_intercept(cx, InsnIntercepts::DESC_TABLE, InterceptKind::DescTable(which))?;
+    let which = if gdt {
+        DescTableInsn::Sgdt
+    } else {
+        DescTableInsn::Sidt
+    };
+    insn_intercept(
+        cx,
+        InsnIntercepts::DESC_TABLE,
+        InterceptKind::DescTable(which),
+    )?;
     let dt = if gdt { cx.cpu.gdtr } else { cx.cpu.idtr };
     let (seg, ea) = (cx.mseg(), cx.ea());
     cx.write_mem(seg, ea, 2, u64::from(dt.limit))?;
@@ -211,7 +255,15 @@ fn store_dt<B: Bus>(cx: &mut Ctx<'_, B>, gdt: bool) -> OpResult {
 impl<B: Bus> Ctx<'_, B> {
     /// Whether the operand size is 16 bits (for LGDT's 24-bit base).
     fn op_size_prefix16(&self) -> bool {
-        let has66 = self.bytes[..self.insn.len()].iter().take_while(|b| matches!(b, 0x66 | 0x67 | 0xf0 | 0xf2 | 0xf3 | 0x2e | 0x36 | 0x3e | 0x26 | 0x64 | 0x65)).any(|&b| b == 0x66);
+        let has66 = self.bytes[..self.insn.len()]
+            .iter()
+            .take_while(|b| {
+                matches!(
+                    b,
+                    0x66 | 0x67 | 0xf0 | 0xf2 | 0xf3 | 0x2e | 0x36 | 0x3e | 0x26 | 0x64 | 0x65
+                )
+            })
+            .any(|&b| b == 0x66);
         (self.mode.bitness() == 16) != has66
     }
 }
@@ -239,7 +291,13 @@ pub(super) fn mov_to_crdr<B: Bus>(cx: &mut Ctx<'_, B>, dst: Register, src: Regis
         }
         cx.require_cpl0()?;
         if cx.policy.cr_write & (1 << n) != 0 {
-            return Err(cx.intercept(InterceptKind::CrWrite { cr: n, gpr: Some(gpr), value: v, clts: false, lmsw: false }));
+            return Err(cx.intercept(InterceptKind::CrWrite {
+                cr: n,
+                gpr: Some(gpr),
+                value: v,
+                clts: false,
+                lmsw: false,
+            }));
         }
         return write_cr(cx, n, v);
     }
@@ -309,7 +367,10 @@ fn write_cr<B: Bus>(cx: &mut Ctx<'_, B>, n: u8, v: u64) -> OpResult {
     let gp = || Err(Exception::gp(0).into());
     match n {
         0 => {
-            if v & !CR0_VALID != 0 || (v & CR0_PG != 0 && v & CR0_PE == 0) || (v & CR0_NW != 0 && v & CR0_CD == 0) {
+            if v & !CR0_VALID != 0
+                || (v & CR0_PG != 0 && v & CR0_PE == 0)
+                || (v & CR0_NW != 0 && v & CR0_CD == 0)
+            {
                 return gp();
             }
             let mut new = v | CR0_ET;
@@ -329,7 +390,6 @@ fn write_cr<B: Bus>(cx: &mut Ctx<'_, B>, n: u8, v: u64) -> OpResult {
             }
             new &= !0u64 >> 32;
             cx.cpu.cr0 = new;
-            let _ = (CR0_MP, CR0_EM);
             cx.paging_changed(None);
         }
         2 => cx.cpu.cr2 = v,
@@ -381,17 +441,20 @@ fn wrmsr<B: Bus>(cx: &mut Ctx<'_, B>) -> OpResult {
             cx.paging_changed(None);
             return Ok(());
         }
-        msr::FS_BASE | msr::GS_BASE | msr::KERNEL_GS_BASE | msr::LSTAR | msr::CSTAR | msr::SYSENTER_ESP
+        msr::FS_BASE
+        | msr::GS_BASE
+        | msr::KERNEL_GS_BASE
+        | msr::LSTAR
+        | msr::CSTAR
+        | msr::SYSENTER_ESP
         | msr::SYSENTER_EIP
             if !is_canonical(v, la57) =>
         {
             return Err(Exception::gp(0).into());
         }
-        msr::PAT => {
-            // Each entry must be a valid memory type: 0, 1, 4, 5, 6, 7 (SDM vol. 3, 13.12.2).
-            if (0..8).any(|i| matches!((v >> (i * 8)) & 0xff, 2 | 3 | 8..=0xff)) {
-                return Err(Exception::gp(0).into());
-            }
+        // Each PAT entry must be a valid memory type: 0, 1, 4, 5, 6, 7 (SDM vol. 3, 13.12.2).
+        msr::PAT if (0..8).any(|i| matches!((v >> (i * 8)) & 0xff, 2 | 3 | 8..=0xff)) => {
+            return Err(Exception::gp(0).into());
         }
         msr::TSC_AUX if v >> 32 != 0 => return Err(Exception::gp(0).into()),
         _ => {}
@@ -399,6 +462,5 @@ fn wrmsr<B: Bus>(cx: &mut Ctx<'_, B>) -> OpResult {
     if !cx.cpu.set_msr_raw(n, v) {
         return Err(Exception::gp(0).into());
     }
-    let _ = AccessKind::Read;
     Ok(())
 }

@@ -99,8 +99,14 @@ impl Machine {
             }
             M::Prot32 | M::Long64 => {
                 write_gdt(&mut bus);
-                cpu.gdtr = DtReg { base: GDT, limit: 0x3f };
-                cpu.idtr = DtReg { base: IDT, limit: 0xfff };
+                cpu.gdtr = DtReg {
+                    base: GDT,
+                    limit: 0x3f,
+                };
+                cpu.idtr = DtReg {
+                    base: IDT,
+                    limit: 0xfff,
+                };
                 cpu.cr0 = 0x11;
                 for s in [SegReg::Ds, SegReg::Es, SegReg::Ss, SegReg::Fs, SegReg::Gs] {
                     cpu.seg[s as usize] = flat(0x10, false, false);
@@ -160,13 +166,19 @@ impl Machine {
     }
 
     pub fn run(&mut self, budget: u64) -> Event {
-        self.eng.execute(&mut self.cpu, &mut self.bus, &self.policy, budget)
+        self.eng
+            .execute(&mut self.cpu, &mut self.bus, &self.policy, budget)
     }
 
     /// Runs until HLT and asserts that is how it stopped.
     pub fn run_to_hlt(&mut self) -> Event {
         let e = self.run(1_000_000);
-        assert_eq!(e.kind, EventKind::Hlt, "stopped with {e:?} at rip {:#x}", self.cpu.rip);
+        assert_eq!(
+            e.kind,
+            EventKind::Hlt,
+            "stopped with {e:?} at rip {:#x}",
+            self.cpu.rip
+        );
         e
     }
 
@@ -179,13 +191,22 @@ impl Machine {
                 self.bus.load(u64::from(vector) * 4, &e.to_le_bytes());
             }
             M::Prot32 => {
-                let lo = (handler & 0xffff) | (0x08 << 16) | (0x8eu64 << 40) | ((handler >> 16) << 48);
-                self.bus.load(IDT + 8 * u64::from(vector), &lo.to_le_bytes());
+                let lo =
+                    (handler & 0xffff) | (0x08 << 16) | (0x8eu64 << 40) | ((handler >> 16) << 48);
+                self.bus
+                    .load(IDT + 8 * u64::from(vector), &lo.to_le_bytes());
             }
             M::Long64 => {
-                let lo = (handler & 0xffff) | (0x18 << 16) | (0x8eu64 << 40) | (((handler >> 16) & 0xffff) << 48);
-                self.bus.load(IDT + 16 * u64::from(vector), &lo.to_le_bytes());
-                self.bus.load(IDT + 16 * u64::from(vector) + 8, &(handler >> 32).to_le_bytes());
+                let lo = (handler & 0xffff)
+                    | (0x18 << 16)
+                    | (0x8eu64 << 40)
+                    | (((handler >> 16) & 0xffff) << 48);
+                self.bus
+                    .load(IDT + 16 * u64::from(vector), &lo.to_le_bytes());
+                self.bus.load(
+                    IDT + 16 * u64::from(vector) + 8,
+                    &(handler >> 32).to_le_bytes(),
+                );
             }
         }
     }
