@@ -58,10 +58,19 @@ pub struct RunArgs {
     pub memory: u64,
 
     /// Add a device: plugin name or path to a .so, then key=value options,
-    /// e.g. `--device serial,port=0x2f8,irq=3` (repeatable). Naming `serial` or
-    /// `debug-exit` here replaces the default instance.
+    /// e.g. `--device serial,port=0x2f8,irq=3` (repeatable). Naming a default
+    /// device here replaces the default instance.
     #[arg(long = "device", value_name = "NAME[,K=V...]")]
     pub devices: Vec<String>,
+
+    /// Leave out a default device: serial, debug-exit, pic, pit, rtc, i8042,
+    /// fw-cfg, pm-timer (repeatable).
+    #[arg(long = "no-device", value_name = "NAME")]
+    pub no_device: Vec<String>,
+
+    /// Start with no default devices at all (only those given with --device).
+    #[arg(long)]
+    pub no_default_devices: bool,
 
     /// Do not add the default serial port (16550A at 0x3f8, stdout/stdin).
     #[arg(long)]

@@ -172,6 +172,12 @@ pub fn select_backend(inv: &Inventory, spec: &str) -> Result<LoadedBackend> {
     }
 }
 
+/// The PC devices every VM gets unless turned off (`--no-device NAME`,
+/// `--no-default-devices`) or replaced by an explicit `--device` of the same
+/// plugin.
+pub const DEFAULT_DEVICES: &[&str] =
+    &["serial", "debug-exit", "pic", "pit", "rtc", "i8042", "fw-cfg", "pm-timer"];
+
 /// Builds the device list: defaults first unless turned off or replaced (by
 /// name or by a path to the same plugin).
 pub fn device_specs(inv: &Inventory, args: &RunArgs) -> Result<Vec<DeviceSpec>> {
@@ -184,13 +190,26 @@ pub fn device_specs(inv: &Inventory, args: &RunArgs) -> Result<Vec<DeviceSpec>> 
     for d in &explicit {
         names.push(inv.device(&d.plugin)?.name());
     }
-    let named = |n: &str| names.iter().any(|d| d == n);
-    let mut v = Vec::new();
-    if !args.no_serial && !named("serial") {
-        v.push(DeviceSpec::parse("serial")?);
+    for n in &args.no_device {
+        if !DEFAULT_DEVICES.contains(&n.as_str()) {
+            return Err(Error::Config(format!(
+                "--no-device {n}: not a default device (defaults: {})",
+                DEFAULT_DEVICES.join(", ")
+            )));
+        }
     }
-    if !args.no_debug_exit && !named("debug-exit") {
-        v.push(DeviceSpec::parse("debug-exit")?);
+    let off = |n: &str| {
+        args.no_default_devices
+            || args.no_device.iter().any(|d| d == n)
+            || (n == "serial" && args.no_serial)
+            || (n == "debug-exit" && args.no_debug_exit)
+            || names.iter().any(|d| d == n)
+    };
+    let mut v = Vec::new();
+    for d in DEFAULT_DEVICES {
+        if !off(d) {
+            v.push(DeviceSpec::parse(d)?);
+        }
     }
     v.extend(explicit);
     Ok(v)

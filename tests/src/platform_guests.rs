@@ -147,10 +147,88 @@ pub fn pit_pic_guest() -> AsmResult<Guest> {
     })
 }
 
+/// Where the real-mode PIT guest is loaded (CS = 0, IP = this).
+pub const REAL_MODE_LOAD_ADDR: u64 = 0x8000;
+/// Where the real-mode guest keeps its tick counter.
+pub const REAL_MODE_COUNTER: u32 = 0x7e00;
+
+/// The real-mode twin of [`pit_pic_guest`]: installs its IRQ 0 handler in the
+/// IVT at vector 0x20 (SDM vol. 3, 21.1.4: the IVT holds 4-byte
+/// segment:offset pointers), programs the PIC and PIT the same way, counts
+/// [`PIT_TICKS`] interrupts with HLT between them, prints `10 ticks` and
+/// powers off.
+///
+/// Why a real-mode twin: a paravirtual KVM (kvm_pvm, as on the build
+/// machines) emulates guest CPL0 code in the host kernel, whose instruction
+/// emulator returns from interrupts (IRET) only in real mode; the
+/// protected-mode guest ends there in KVM_EXIT_INTERNAL_ERROR. Both guests
+/// exercise the same host path: PIT timer → IRQ 0 → PIC → INTR → interrupt
+/// window → injection.
+///
+/// Cost: about 250 instructions plus ~8 per tick.
+pub fn pit_pic_real_mode_guest() -> AsmResult<Guest> {
+    let msg = cstr(&format!("{PIT_TICKS} ticks\n"));
+    let tick = {
+        let mut a = CodeAssembler::new(16)?;
+        a.push(ax)?;
+        a.inc(word_ptr(REAL_MODE_COUNTER))?;
+        a.mov(al, 0x20u32)?; // OCW2 non-specific EOI
+        a.out(0x20u32, al)?;
+        a.pop(ax)?;
+        a.iret()?;
+        a.assemble(0)?
+    };
+    let out = assemble_with_data(16, REAL_MODE_LOAD_ADDR, &[&msg, &tick], |a, addrs| {
+        let mut print = a.create_label();
+        let mut wait = a.create_label();
+        a.cli()?;
+        a.xor(ax, ax)?;
+        a.mov(ds, ax)?;
+        a.mov(es, ax)?;
+        a.mov(ss, ax)?;
+        a.mov(sp, 0x7c00u32)?;
+        a.mov(word_ptr(0x20u32 * 4), addrs[1] as u32)?;
+        a.mov(word_ptr(0x20u32 * 4 + 2), 0u32)?;
+        a.mov(word_ptr(REAL_MODE_COUNTER), 0u32)?;
+        emit_pic_init(a, 0x01)?;
+        a.mov(al, 0x34u32)?;
+        a.out(0x43u32, al)?;
+        a.mov(al, PIT_100HZ & 0xff)?;
+        a.out(0x40u32, al)?;
+        a.mov(al, PIT_100HZ >> 8)?;
+        a.out(0x40u32, al)?;
+        a.sti()?;
+        a.set_label(&mut wait)?;
+        a.hlt()?;
+        a.cmp(word_ptr(REAL_MODE_COUNTER), PIT_TICKS)?;
+        a.jb(wait)?;
+        a.cli()?;
+        emit_call_print(a, print, addrs[0])?;
+        emit_power_off(a)?;
+        emit_halt_forever(a)?;
+        emit_print_str(a, &mut print)
+    })?;
+    Ok(Guest {
+        bytes: out.bytes,
+        load_addr: REAL_MODE_LOAD_ADDR,
+        entry: REAL_MODE_LOAD_ADDR,
+        mode: Mode::Real,
+        code: 0..out.code_len,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::decode::decode_all;
+
+    #[test]
+    fn real_mode_pit_guest_decodes() {
+        let g = pit_pic_real_mode_guest().unwrap();
+        let ins = decode_all(&g.bytes[g.code.clone()], 16, g.load_addr).unwrap();
+        assert!(ins.iter().all(|i| !i.is_invalid()));
+        assert!(g.bytes.len() < 0x7c00, "fits below the stack");
+    }
 
     #[test]
     fn pit_guest_decodes() {
