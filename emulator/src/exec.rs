@@ -75,8 +75,8 @@ enum Step {
     Stop(EventKind, bool),
 }
 
-/// Address size from the legacy prefixes (SDM vol. 2, 2.2.1 and Table 2-?
-/// "Effective Operand- and Address-Size Attributes"; 0x67 toggles it).
+/// Address size from the legacy prefixes (SDM vol. 1, 3.6.1, Tables 3-3 and
+/// 3-4 "Effective Operand- and Address-Size Attributes"; 0x67 toggles it).
 fn address_size(bitness: u32, bytes: &[u8]) -> u8 {
     let mut has67 = false;
     for &b in bytes {
@@ -152,9 +152,6 @@ impl Engine {
         let now = cpu.paging();
         if now != self.st.last_paging {
             self.st.tlb.on_cr_write(&self.st.last_paging, &now);
-            if now.cr3 == self.st.last_paging.cr3 && now.mode() == self.st.last_paging.mode() {
-                // nothing more
-            }
             self.st.last_paging = now;
         }
         let mut retired = 0u64;

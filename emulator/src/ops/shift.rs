@@ -9,7 +9,7 @@
 //! for non-zero shift counts; SHL/SHR CF for counts ≥ the operand width is
 //! the bit the shift would produce with an unbounded register (0 for counts
 //! above the width); SHLD/SHRD with a count above a 16-bit width shift
-//! through the 32-bit concatenation.
+//! in zeros past the source operand.
 
 use crate::bus::Bus;
 use crate::exception::OpResult;
