@@ -4,6 +4,12 @@
 //! "Flags Affected" section of each instruction in SDM vol. 2. Count-dependent rules
 //! (shifts, rotates, double shifts) follow the instructions' "Operation" sections: the
 //! count is masked to 5 bits, or 6 bits with a 64-bit operand, before anything else.
+//!
+//! The table is keyed by mnemonic, so MOV to/from CR/DR (all status flags undefined, SDM
+//! vol. 2B "MOV—Move to/from Control/Debug Registers") is not distinguished from plain
+//! MOV; both of those #GP at CPL 3. Undefined *results* are not flags and are not listed:
+//! BSF/BSR with a zero source (Intel: destination undefined; AMD APM vol. 3: unchanged)
+//! and 16-bit SHLD/SHRD with a masked count above 16 (destination undefined).
 
 use crate::case::rflags::{AF, CF, DF, OF, PF, SF, STATUS, ZF};
 use iced_x86::{Mnemonic, RflagsBits};
