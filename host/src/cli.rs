@@ -57,6 +57,11 @@ pub struct RunArgs {
     #[arg(long, short = 'm', default_value = "256M", value_parser = parse_memory)]
     pub memory: u64,
 
+    /// Number of vCPUs, 1 to 64. vCPU 0 starts at the image's entry; the
+    /// others wait for INIT and start-up IPIs from its local APIC.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub cpus: u32,
+
     /// Add a device: plugin name or path to a .so, then key=value options,
     /// e.g. `--device serial,port=0x2f8,irq=3` (repeatable). Naming a default
     /// device here replaces the default instance.

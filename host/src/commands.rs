@@ -175,8 +175,16 @@ pub fn select_backend(inv: &Inventory, spec: &str) -> Result<LoadedBackend> {
 /// The PC devices every VM gets unless turned off (`--no-device NAME`,
 /// `--no-default-devices`) or replaced by an explicit `--device` of the same
 /// plugin.
-pub const DEFAULT_DEVICES: &[&str] =
-    &["serial", "debug-exit", "pic", "pit", "rtc", "i8042", "fw-cfg", "pm-timer"];
+pub const DEFAULT_DEVICES: &[&str] = &[
+    "serial",
+    "debug-exit",
+    "pic",
+    "pit",
+    "rtc",
+    "i8042",
+    "fw-cfg",
+    "pm-timer",
+];
 
 /// Builds the device list: defaults first unless turned off or replaced (by
 /// name or by a path to the same plugin).
@@ -223,6 +231,7 @@ pub fn run(path: &PluginPath, args: &RunArgs) -> Result<i32> {
     }
     let cfg = MachineConfig {
         memory: args.memory,
+        cpus: args.cpus,
         devices: device_specs(&inv, args)?,
         trace: Trace {
             exits: args.trace.contains(&TraceWhat::Exits),

@@ -3,10 +3,11 @@
 //! the CPU's INTR input, which the run loop turns into an injection through
 //! the backend's interrupt window.
 
+use crate::apic_bus::ApicBus;
 use crate::platform::PluginDevice;
 use crate::stop::VcpuWaker;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     match m.lock() {
@@ -23,6 +24,7 @@ pub struct Interrupts {
     levels: Mutex<u64>,
     edges: AtomicU64,
     controller: OnceLock<Arc<Mutex<PluginDevice>>>,
+    apic: OnceLock<Weak<ApicBus>>,
     cpu_intr: AtomicBool,
     waker: Arc<VcpuWaker>,
 }
@@ -34,6 +36,7 @@ impl Interrupts {
             levels: Mutex::new(0),
             edges: AtomicU64::new(0),
             controller: OnceLock::new(),
+            apic: OnceLock::new(),
             cpu_intr: AtomicBool::new(false),
             waker,
         }
@@ -42,6 +45,11 @@ impl Interrupts {
     /// Makes `dev` the interrupt controller; false if one is already set.
     pub fn set_controller(&self, dev: Arc<Mutex<PluginDevice>>) -> bool {
         self.controller.set(dev).is_ok()
+    }
+
+    /// Wires the lines to the IOAPIC too.
+    pub fn set_apic(&self, apic: &Arc<ApicBus>) {
+        let _ = self.apic.set(Arc::downgrade(apic));
     }
 
     /// Whether an interrupt controller is attached.
@@ -68,6 +76,11 @@ impl Interrupts {
         if rising {
             tracing::trace!(target: "irq", "IRQ {line} raised");
             self.edges.fetch_add(1, Ordering::SeqCst);
+        }
+        if let Some(apic) = self.apic.get().and_then(Weak::upgrade) {
+            if (line as usize) < crate::apic::IOAPIC_PINS {
+                apic.set_isa_line(line, level)?;
+            }
         }
         match self.controller.get() {
             Some(c) => lock(c).irq_input(line, level),

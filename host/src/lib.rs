@@ -5,6 +5,7 @@
 //! tests drive the same API.
 
 pub mod apic;
+pub mod apic_bus;
 pub mod boot;
 pub mod bus;
 pub mod cli;
@@ -27,5 +28,6 @@ pub mod select;
 pub mod services;
 pub mod size;
 pub mod stop;
+pub mod vcpu_loop;
 
 pub use error::{Error, Result};

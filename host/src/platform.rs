@@ -3,6 +3,7 @@
 //! and the stop request. It is assembled (and images loaded into it) before
 //! a backend is involved, so bad input is reported the same everywhere.
 
+use crate::apic_bus::{ApicBus, IoApicMmio, IOAPIC_BASE, IOAPIC_SIZE};
 use crate::bus::{Bus, BusDevice, SharedDevice};
 use crate::clock::{DeviceSlot, FailureHook, Timers, VirtualClock};
 use crate::error::{Error, Result};
@@ -54,11 +55,16 @@ pub struct Trace {
     pub exits: bool,
 }
 
+/// The most vCPUs a VM may have.
+pub const MAX_CPUS: u32 = 64;
+
 /// What the VM is made of.
 #[derive(Debug, Clone)]
 pub struct MachineConfig {
     /// Guest RAM in bytes.
     pub memory: u64,
+    /// Number of vCPUs (1..=[`MAX_CPUS`]).
+    pub cpus: u32,
     /// Devices, in creation order.
     pub devices: Vec<DeviceSpec>,
     /// Tracing.
@@ -151,12 +157,12 @@ impl BusDevice for PluginDevice {
 
 /// See the module documentation.
 pub struct Platform {
+    pub(crate) apic: Arc<ApicBus>,
     pub(crate) timers: Arc<Timers>,
     pub(crate) devices: Vec<Arc<Mutex<PluginDevice>>>,
     pub(crate) bus: Bus,
     pub(crate) intr: Arc<Interrupts>,
     pub(crate) stop: StopHandle,
-    pub(crate) waker: Arc<VcpuWaker>,
     pub(crate) clock: Arc<VirtualClock>,
     pub(crate) ram: GuestRam,
 }
@@ -175,6 +181,15 @@ impl Platform {
             stop_for_timers.request_exit(EXIT_HOST_ERROR, msg);
         });
         let timers = Arc::new(Timers::new(Arc::clone(&clock), on_failure));
+        if cfg.cpus == 0 || cfg.cpus > MAX_CPUS {
+            return Err(Error::Config(format!(
+                "{} vCPUs: the count must be 1 to {MAX_CPUS}",
+                cfg.cpus
+            )));
+        }
+        let apic = ApicBus::new(cfg.cpus, Arc::clone(&clock), Arc::clone(&timers), &waker)
+            .map_err(Error::Config)?;
+        intr.set_apic(&apic);
         let mut bus = Bus::new();
         let pm: SharedDevice = Arc::new(Mutex::new(Pm1aControl::new(stop.clone())));
         bus.add(
@@ -188,13 +203,15 @@ impl Platform {
             &[IoRange::pio(PM1A_EVT_PORT, PM1A_EVT_LEN)],
             ev,
         )?;
+        let io: SharedDevice = Arc::new(Mutex::new(IoApicMmio(Arc::clone(&apic))));
+        bus.add("ioapic", &[IoRange::mmio(IOAPIC_BASE, IOAPIC_SIZE)], io)?;
         let mut p = Platform {
+            apic,
             timers,
             devices: Vec::new(),
             bus,
             intr,
             stop,
-            waker,
             clock,
             ram,
         };
@@ -209,8 +226,13 @@ impl Platform {
         MachineInfo {
             ram_bytes: self.ram.ram_size(),
             low_ram_bytes: self.ram.low_ram_end(),
-            cpus: 1,
+            cpus: self.apic.cpus() as u32,
         }
+    }
+
+    /// Number of vCPUs.
+    pub fn cpus(&self) -> u32 {
+        self.apic.cpus() as u32
     }
 
     /// Creates a device from its plugin and puts it on the bus.
@@ -285,10 +307,12 @@ impl Platform {
             self.ram.memory(),
             &self.bus,
             &crate::firmware::FirmwareConfig {
-                cpus: 1,
+                cpus: self.cpus(),
                 serial_ports,
                 pm_timer_32bit: false,
             },
-        )
+        )?;
+        self.apic.virtual_wire();
+        Ok(())
     }
 }

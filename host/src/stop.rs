@@ -14,11 +14,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     }
 }
 
-/// Wakes the vCPU: kicks it out of guest mode and wakes it from a host-side
-/// HLT wait.
+/// Wakes a vCPU: kicks it out of guest mode and wakes it from a host-side
+/// wait (HLT, wait-for-SIPI). A waker can have children (one per vCPU under
+/// the VM's root waker): waking a parent wakes them all.
 #[derive(Default)]
 pub struct VcpuWaker {
     kicker: Mutex<Option<VcpuKicker>>,
+    children: Mutex<Vec<Arc<VcpuWaker>>>,
     generation: Mutex<u64>,
     cv: Condvar,
 }
@@ -29,13 +31,24 @@ impl VcpuWaker {
         *lock(&self.kicker) = Some(k);
     }
 
-    /// Kicks the vCPU and wakes any waiter.
+    /// A new waker that this one wakes too.
+    pub fn child(&self) -> Arc<VcpuWaker> {
+        let c = Arc::new(VcpuWaker::default());
+        lock(&self.children).push(Arc::clone(&c));
+        c
+    }
+
+    /// Kicks the vCPU(s) and wakes any waiter.
     pub fn wake(&self) {
         if let Some(k) = lock(&self.kicker).as_ref() {
             k.kick();
         }
         *lock(&self.generation) += 1;
         self.cv.notify_all();
+        let children: Vec<Arc<VcpuWaker>> = lock(&self.children).clone();
+        for c in children {
+            c.wake();
+        }
     }
 
     /// The current wake generation; pass it to [`VcpuWaker::wait`].
@@ -81,6 +94,11 @@ impl StopHandle {
         }
         self.state.flag.store(true, Ordering::SeqCst);
         self.waker.wake();
+    }
+
+    /// Ends the VM with `o` (if nothing ended it first).
+    pub fn finish(&self, o: Outcome) {
+        self.set(o);
     }
 
     /// ACPI S5.

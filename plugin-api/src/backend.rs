@@ -33,6 +33,14 @@ pub struct VmConfig {
     pub vcpus: u32,
     /// Guest RAM in bytes (informational: memory arrives as slots).
     pub memory_bytes: u64,
+    /// `VmConfig::*` flags.
+    pub flags: u32,
+}
+
+impl VmConfig {
+    /// The host models a local APIC per vCPU (xAPIC MMIO at 0xFEE00000): the
+    /// backend advertises CPUID.01H:EDX.APIC to the guest.
+    pub const HOST_LAPIC: u32 = 1 << 0;
 }
 
 /// A memory slot: a guest-physical range backed by host memory the host owns

@@ -180,8 +180,8 @@ fn panicking_device_plugin_stops_the_vm_cleanly() {
     let lib = built_library("fixture_panicky");
     let d = scratch_dir("panicky");
     let img = d.join("poke.bin");
-    // 32-bit: mov dx, 0x510; out dx, al; cli; hlt
-    std::fs::write(&img, [0x66, 0xba, 0x10, 0x05, 0xee, 0xfa, 0xf4]).unwrap();
+    // 32-bit: mov dx, 0x520; out dx, al; cli; hlt
+    std::fs::write(&img, [0x66, 0xba, 0x20, 0x05, 0xee, 0xfa, 0xf4]).unwrap();
     let r = run(&[
         "run",
         "--device",

@@ -40,6 +40,7 @@ fn read_only_slot_and_unclaimed_accesses() {
     let backend = inv.backend("kvm").expect("kvm backend built");
     let cfg = MachineConfig {
         memory: 16 << 20,
+        cpus: 1,
         devices: Vec::new(),
         trace: Trace::default(),
     };

@@ -82,6 +82,7 @@ fn seeds() -> Vec<u64> {
 fn machine(backend: &LoadedBackend, inv: &Inventory) -> Machine {
     let cfg = MachineConfig {
         memory: RAM_SIZE,
+        cpus: 1,
         devices: Vec::new(),
         trace: Trace::default(),
     };

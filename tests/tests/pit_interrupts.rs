@@ -30,8 +30,19 @@ fn expect_ticks(g: &hyperplug_tests::Guest, mode: &str) {
         b"",
         TIMEOUT,
     );
-    assert_eq!(r.code, Some(0), "stdout: {}\nstderr: {}", r.stdout, r.stderr);
-    assert_eq!(r.stdout, format!("{PIT_TICKS} ticks\n"), "stderr: {}", r.stderr);
+    assert_eq!(
+        r.code,
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        r.stdout,
+        r.stderr
+    );
+    assert_eq!(
+        r.stdout,
+        format!("{PIT_TICKS} ticks\n"),
+        "stderr: {}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -75,15 +86,31 @@ fn without_a_pic_the_ticks_never_come() {
     // host keeps waiting. Stop it from the outside with a short timeout run.
     let mut child = std::process::Command::new(hyperplug_bin())
         .args(["--plugin-dir", target_dir().to_str().unwrap()])
-        .args(["run", "--no-device", "pic", "--image", img.to_str().unwrap()])
-        .args(["--load-addr", &load, "--entry", &entry, "--mode", "protected"])
+        .args([
+            "run",
+            "--no-device",
+            "pic",
+            "--image",
+            img.to_str().unwrap(),
+        ])
+        .args([
+            "--load-addr",
+            &load,
+            "--entry",
+            &entry,
+            "--mode",
+            "protected",
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .stdin(std::process::Stdio::null())
         .spawn()
         .expect("spawn");
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    assert!(child.try_wait().expect("wait").is_none(), "must still be waiting for an interrupt");
+    assert!(
+        child.try_wait().expect("wait").is_none(),
+        "must still be waiting for an interrupt"
+    );
     child.kill().expect("kill");
     let out = child.wait_with_output().expect("output");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("ticks"));

@@ -23,12 +23,15 @@ pub const LEAF1_ECX_X2APIC: u32 = 1 << 21;
 /// CPUID.01H:ECX.TSC-Deadline\[bit 24\].
 pub const LEAF1_ECX_TSC_DEADLINE: u32 = 1 << 24;
 
-/// Clears what this VM does not have: with no in-kernel irqchip there is no
-/// local APIC until the host provides one, so the APIC, x2APIC and
-/// TSC-deadline bits KVM reports as supported are withdrawn.
-pub fn hide_absent_apic(entries: &mut [kvm_cpuid_entry2]) {
+/// Clears what this VM does not have. With no in-kernel irqchip the local
+/// APIC is the host's (when `host_lapic`) or absent: x2APIC and TSC-deadline
+/// need MSR exits this backend does not forward, so they are always
+/// withdrawn, and the APIC bit stays only when the host models the xAPIC.
+pub fn hide_absent_apic(entries: &mut [kvm_cpuid_entry2], host_lapic: bool) {
     for e in entries.iter_mut().filter(|e| e.function == 1) {
-        e.edx &= !LEAF1_EDX_APIC;
+        if !host_lapic {
+            e.edx &= !LEAF1_EDX_APIC;
+        }
         e.ecx &= !(LEAF1_ECX_X2APIC | LEAF1_ECX_TSC_DEADLINE);
     }
 }
@@ -40,7 +43,13 @@ mod tests {
         let mut e = [entry(1, 0, 0, 0xffff_ffff), entry(7, 0, 0, 0xffff_ffff)];
         e[0].ecx = 0xffff_ffff;
         e[1].ecx = 0xffff_ffff;
-        hide_absent_apic(&mut e);
+        let mut with_host = e;
+        hide_absent_apic(&mut with_host, true);
+        assert_eq!(
+            with_host[0].edx, 0xffff_ffff,
+            "the host's xAPIC is advertised"
+        );
+        hide_absent_apic(&mut e, false);
         assert_eq!(e[0].edx, !LEAF1_EDX_APIC);
         assert_eq!(e[0].ecx, !(LEAF1_ECX_X2APIC | LEAF1_ECX_TSC_DEADLINE));
         assert_eq!(

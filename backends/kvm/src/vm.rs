@@ -114,7 +114,7 @@ impl KvmVm {
             .as_slice()
             .to_vec();
         let mut cpuid = cpuid;
-        hide_absent_apic(&mut cpuid);
+        hide_absent_apic(&mut cpuid, config.flags & VmConfig::HOST_LAPIC != 0);
         log(
             &host,
             LogLevel::Debug,

@@ -109,6 +109,7 @@ pub fn vm_with_memory(mem: &GuestMem) -> (KvmVm, KvmVcpu) {
         &VmConfig {
             vcpus: 1,
             memory_bytes: mem.len() as u64,
+            flags: 0,
         },
     )
     .expect("create_vm");
