@@ -5,7 +5,9 @@
 use crate::asm::{
     emit_call_print, emit_debug_exit, emit_halt_forever, emit_power_off, emit_print_str, AsmResult,
 };
-use crate::kit::{assemble_with_data, cstr, Guest, Mode, GUEST_STACK_TOP, RAW_LOAD_ADDR};
+use crate::kit::{
+    assemble_with_data, cstr, emit_print_dec32, Guest, Mode, DEC_BUF_LEN, GUEST_STACK_TOP, RAW_LOAD_ADDR,
+};
 use iced_x86::code_asm::*;
 
 /// Where the guests build their IDT.
@@ -217,10 +219,107 @@ pub fn pit_pic_real_mode_guest() -> AsmResult<Guest> {
     })
 }
 
+/// Where the SMP guest is loaded; its first page is the AP start-up code, so
+/// the start-up IPI vector is this address >> 12.
+pub const SMP_LOAD_ADDR: u64 = 0x1_0000;
+/// Offset of the boot processor's 32-bit entry in the SMP guest.
+pub const SMP_BSP_OFFSET: u64 = 0x100;
+/// The shared counter the APs increment.
+pub const SMP_COUNTER: u32 = 0x7000;
+/// How many APs have finished.
+pub const SMP_DONE: u32 = 0x7004;
+/// Local APIC ICR low register (xAPIC MMIO, SDM vol. 3, 11.6.1).
+const ICR_LOW: u32 = 0xFEE0_0300;
+
+/// A multiprocessor guest: the boot processor (32-bit protected mode, entry
+/// at [`SMP_LOAD_ADDR`] + [`SMP_BSP_OFFSET`]) sends INIT and two start-up
+/// IPIs to all other processors through its local APIC's ICR (SDM vol. 3,
+/// 9.4.4.1, the "INIT-SIPI-SIPI" sequence; ICR encodings 11.6.1: 0xC4500 =
+/// INIT, level assert, all excluding self; 0xC46vv = start-up with vector
+/// vv). Each application processor starts in real mode at the start-up
+/// page, adds 1 to a shared counter `iterations` times with `lock add`,
+/// counts itself done with `lock inc`, and parks (`cli; hlt`). When `aps`
+/// are done, the boot processor prints `total=<counter>` and powers off.
+/// The total is exact only if the locked additions are atomic across vCPUs.
+pub fn smp_counter_guest(aps: u32, iterations: u32) -> AsmResult<Guest> {
+    let vector = (SMP_LOAD_ADDR >> 12) as u32;
+    let ap = {
+        let mut a = CodeAssembler::new(16)?;
+        let mut again = a.create_label();
+        let mut park = a.create_label();
+        a.cli()?;
+        a.xor(ax, ax)?;
+        a.mov(ds, ax)?;
+        a.mov(ecx, iterations)?;
+        a.set_label(&mut again)?;
+        a.lock().add(dword_ptr(SMP_COUNTER), 1)?;
+        a.dec(ecx)?;
+        a.jnz(again)?;
+        a.lock().inc(dword_ptr(SMP_DONE))?;
+        a.set_label(&mut park)?;
+        a.cli()?;
+        a.hlt()?;
+        a.jmp(park)?;
+        a.assemble(SMP_LOAD_ADDR)?
+    };
+    if ap.len() as u64 > SMP_BSP_OFFSET {
+        return Err(crate::asm::AsmError(format!("AP code is {} bytes, more than {SMP_BSP_OFFSET}", ap.len())));
+    }
+    let prefix = cstr("total=");
+    let nl = cstr("\n");
+    let dec_buf = vec![0u8; DEC_BUF_LEN];
+    let bsp_base = SMP_LOAD_ADDR + SMP_BSP_OFFSET;
+    let out = assemble_with_data(32, bsp_base, &[&prefix, &nl, &dec_buf], |a, addrs| {
+        let mut print = a.create_label();
+        let mut print_dec = a.create_label();
+        let mut wait = a.create_label();
+        a.cli()?;
+        a.mov(esp, GUEST_STACK_TOP)?;
+        a.mov(dword_ptr(SMP_COUNTER), 0u32)?;
+        a.mov(dword_ptr(SMP_DONE), 0u32)?;
+        a.mov(dword_ptr(ICR_LOW), 0x000C_4500u32)?;
+        a.mov(dword_ptr(ICR_LOW), 0x000C_4600u32 | vector)?;
+        a.mov(dword_ptr(ICR_LOW), 0x000C_4600u32 | vector)?;
+        a.set_label(&mut wait)?;
+        a.pause()?;
+        a.cmp(dword_ptr(SMP_DONE), aps)?;
+        a.jb(wait)?;
+        emit_call_print(a, print, addrs[0])?;
+        a.mov(eax, dword_ptr(SMP_COUNTER))?;
+        a.call(print_dec)?;
+        emit_call_print(a, print, addrs[1])?;
+        emit_power_off(a)?;
+        emit_halt_forever(a)?;
+        emit_print_dec32(a, &mut print_dec, print, addrs[2])?;
+        emit_print_str(a, &mut print)
+    })?;
+    let mut bytes = ap;
+    bytes.resize(SMP_BSP_OFFSET as usize, 0x90);
+    let code_end = bytes.len() + out.code_len;
+    bytes.extend_from_slice(&out.bytes);
+    Ok(Guest {
+        bytes,
+        load_addr: SMP_LOAD_ADDR,
+        entry: bsp_base,
+        mode: Mode::Protected,
+        code: SMP_BSP_OFFSET as usize..code_end,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::decode::decode_all;
+
+    #[test]
+    fn smp_guest_layout() {
+        let g = smp_counter_guest(3, 1000).unwrap();
+        let ap = decode_all(&g.bytes[..SMP_BSP_OFFSET as usize], 16, g.load_addr).unwrap();
+        assert!(ap.iter().any(|i| i.has_lock_prefix()), "locked add in the AP code");
+        let bsp = decode_all(&g.bytes[g.code.clone()], 32, g.entry).unwrap();
+        assert!(bsp.iter().all(|i| !i.is_invalid()));
+        assert_eq!(g.entry, SMP_LOAD_ADDR + SMP_BSP_OFFSET);
+    }
 
     #[test]
     fn real_mode_pit_guest_decodes() {
