@@ -219,6 +219,92 @@ pub fn pit_pic_real_mode_guest() -> AsmResult<Guest> {
     })
 }
 
+/// Vector the LAPIC timer guest's timer uses.
+pub const LAPIC_TIMER_VECTOR: u32 = 0x40;
+/// Ticks the LAPIC timer guest waits for.
+pub const LAPIC_TICKS: u32 = 10;
+/// The LAPIC timer's initial count: 1 ms at the host model's 1 GHz timer clock, divide by 1.
+pub const LAPIC_INITIAL_COUNT: u32 = 1_000_000;
+
+/// A real-mode guest that takes periodic local APIC timer interrupts
+/// (SDM vol. 3, 11.5.4: LVT timer 0x320 with bit 17 = periodic, divide
+/// configuration 0x3E0 = 0xB for divide-by-1, initial count 0x380) through
+/// its IVT, counts [`LAPIC_TICKS`] of them (EOI at 0xB0 each time), prints
+/// `10 lapic ticks` and powers off.
+///
+/// The local APIC page is at 0xFEE00000, out of reach of real-mode
+/// segments, so the guest first enters "unreal mode": it loads DS with a
+/// flat 4 GiB data descriptor in protected mode and returns to real mode,
+/// keeping the descriptor cache (SDM vol. 3, 3.4.3: the hidden part of a
+/// segment register is only reloaded by a segment load). Real mode because a
+/// paravirtual KVM cannot return from interrupts in protected mode.
+pub fn lapic_timer_guest() -> AsmResult<Guest> {
+    let msg = cstr(&format!("{LAPIC_TICKS} lapic ticks\n"));
+    // GDT: null, flat 4 GiB data (base 0, limit 0xFFFFF, G=1, D/B=1, type 2 RW, P=1).
+    let mut gdt = vec![0u8; 8];
+    gdt.extend_from_slice(&0x00cf_9200_0000_ffffu64.to_le_bytes());
+    let tick = {
+        let mut a = CodeAssembler::new(16)?;
+        a.push(ax)?;
+        a.push(ebx)?;
+        a.inc(word_ptr(REAL_MODE_COUNTER))?;
+        a.mov(ebx, 0xFEE0_0000u32)?;
+        a.mov(dword_ptr(ebx + 0xB0), 0u32)?; // EOI
+        a.pop(ebx)?;
+        a.pop(ax)?;
+        a.iret()?;
+        a.assemble(0)?
+    };
+    let out = assemble_with_data(16, REAL_MODE_LOAD_ADDR, &[&msg, &tick, &gdt, &[0u8; 6]], |a, addrs| {
+        let mut print = a.create_label();
+        let mut wait = a.create_label();
+        a.cli()?;
+        a.xor(ax, ax)?;
+        a.mov(ds, ax)?;
+        a.mov(es, ax)?;
+        a.mov(ss, ax)?;
+        a.mov(sp, 0x7c00u32)?;
+        // GDTR image: limit 15, base = the GDT's address.
+        a.mov(word_ptr(addrs[3] as u32), 15u32)?;
+        a.mov(dword_ptr(addrs[3] as u32 + 2), addrs[2] as u32)?;
+        a.lgdt(ptr(addrs[3] as u32))?;
+        a.mov(eax, cr0)?;
+        a.or(eax, 1u32)?;
+        a.mov(cr0, eax)?;
+        a.mov(bx, 0x08u32)?;
+        a.mov(ds, bx)?;
+        a.and(eax, 0xffff_fffeu32)?;
+        a.mov(cr0, eax)?;
+        // Back in real mode with DS's cache still flat 4 GiB.
+        a.mov(word_ptr(LAPIC_TIMER_VECTOR * 4), addrs[1] as u32)?;
+        a.mov(word_ptr(LAPIC_TIMER_VECTOR * 4 + 2), 0u32)?;
+        a.mov(word_ptr(REAL_MODE_COUNTER), 0u32)?;
+        a.mov(ebx, 0xFEE0_0000u32)?;
+        a.mov(dword_ptr(ebx + 0xF0), 0x1FFu32)?; // SVR: software enable
+        a.mov(dword_ptr(ebx + 0x3E0), 0xBu32)?; // divide by 1
+        a.mov(dword_ptr(ebx + 0x320), (1u32 << 17) | LAPIC_TIMER_VECTOR)?; // periodic
+        a.mov(dword_ptr(ebx + 0x380), LAPIC_INITIAL_COUNT)?;
+        a.sti()?;
+        a.set_label(&mut wait)?;
+        a.hlt()?;
+        a.cmp(word_ptr(REAL_MODE_COUNTER), LAPIC_TICKS)?;
+        a.jb(wait)?;
+        a.cli()?;
+        a.mov(dword_ptr(ebx + 0x320), 1u32 << 16)?; // mask the timer
+        emit_call_print(a, print, addrs[0])?;
+        emit_power_off(a)?;
+        emit_halt_forever(a)?;
+        emit_print_str(a, &mut print)
+    })?;
+    Ok(Guest {
+        bytes: out.bytes,
+        load_addr: REAL_MODE_LOAD_ADDR,
+        entry: REAL_MODE_LOAD_ADDR,
+        mode: Mode::Real,
+        code: 0..out.code_len,
+    })
+}
+
 /// Where the SMP guest is loaded; its first page is the AP start-up code, so
 /// the start-up IPI vector is this address >> 12.
 pub const SMP_LOAD_ADDR: u64 = 0x1_0000;

@@ -5,7 +5,9 @@
 
 mod support;
 
-use hyperplug_tests::platform_guests::{pit_pic_guest, pit_pic_real_mode_guest, PIT_TICKS};
+use hyperplug_tests::platform_guests::{
+    lapic_timer_guest, pit_pic_guest, pit_pic_real_mode_guest, LAPIC_TICKS, PIT_TICKS,
+};
 use support::*;
 
 /// Runs `g` and expects the tick line and a clean power-off.
@@ -114,4 +116,24 @@ fn without_a_pic_the_ticks_never_come() {
     child.kill().expect("kill");
     let out = child.wait_with_output().expect("output");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("ticks"));
+}
+
+#[test]
+fn lapic_timer_interrupts_are_counted() {
+    if !kvm_usable_or_skip("LAPIC timer") {
+        return;
+    }
+    let g = lapic_timer_guest().expect("assemble LAPIC timer guest");
+    let d = scratch_dir("lapic");
+    let img = d.join("lapic.bin");
+    std::fs::write(&img, &g.bytes).unwrap();
+    let load = format!("{:#x}", g.load_addr);
+    let entry = format!("{:#x}", g.entry);
+    let r = run_hyperplug(
+        &["run", "--image", img.to_str().unwrap(), "--load-addr", &load, "--entry", &entry, "--mode", "real"],
+        b"",
+        TIMEOUT,
+    );
+    assert_eq!(r.code, Some(0), "stdout: {}\nstderr: {}", r.stdout, r.stderr);
+    assert_eq!(r.stdout, format!("{LAPIC_TICKS} lapic ticks\n"), "stderr: {}", r.stderr);
 }
