@@ -6,7 +6,8 @@ use crate::asm::{
     emit_call_print, emit_debug_exit, emit_halt_forever, emit_power_off, emit_print_str, AsmResult,
 };
 use crate::kit::{
-    assemble_with_data, cstr, emit_print_dec32, Guest, Mode, DEC_BUF_LEN, GUEST_STACK_TOP, RAW_LOAD_ADDR,
+    assemble_with_data, cstr, emit_print_dec32, Guest, Mode, DEC_BUF_LEN, GUEST_STACK_TOP,
+    RAW_LOAD_ADDR,
 };
 use iced_x86::code_asm::*;
 
@@ -255,43 +256,100 @@ pub fn lapic_timer_guest() -> AsmResult<Guest> {
         a.iret()?;
         a.assemble(0)?
     };
-    let out = assemble_with_data(16, REAL_MODE_LOAD_ADDR, &[&msg, &tick, &gdt, &[0u8; 6]], |a, addrs| {
+    let out = assemble_with_data(
+        16,
+        REAL_MODE_LOAD_ADDR,
+        &[&msg, &tick, &gdt, &[0u8; 6]],
+        |a, addrs| {
+            let mut print = a.create_label();
+            let mut wait = a.create_label();
+            a.cli()?;
+            a.xor(ax, ax)?;
+            a.mov(ds, ax)?;
+            a.mov(es, ax)?;
+            a.mov(ss, ax)?;
+            a.mov(sp, 0x7c00u32)?;
+            // GDTR image: limit 15, base = the GDT's address.
+            a.mov(word_ptr(addrs[3] as u32), 15u32)?;
+            a.mov(dword_ptr(addrs[3] as u32 + 2), addrs[2] as u32)?;
+            a.lgdt(ptr(addrs[3] as u32))?;
+            a.mov(eax, cr0)?;
+            a.or(eax, 1u32)?;
+            a.mov(cr0, eax)?;
+            a.mov(bx, 0x08u32)?;
+            a.mov(ds, bx)?;
+            a.and(eax, 0xffff_fffeu32)?;
+            a.mov(cr0, eax)?;
+            // Back in real mode with DS's cache still flat 4 GiB.
+            a.mov(word_ptr(LAPIC_TIMER_VECTOR * 4), addrs[1] as u32)?;
+            a.mov(word_ptr(LAPIC_TIMER_VECTOR * 4 + 2), 0u32)?;
+            a.mov(word_ptr(REAL_MODE_COUNTER), 0u32)?;
+            a.mov(ebx, 0xFEE0_0000u32)?;
+            a.mov(dword_ptr(ebx + 0xF0), 0x1FFu32)?; // SVR: software enable
+            a.mov(dword_ptr(ebx + 0x3E0), 0xBu32)?; // divide by 1
+            a.mov(dword_ptr(ebx + 0x320), (1u32 << 17) | LAPIC_TIMER_VECTOR)?; // periodic
+            a.mov(dword_ptr(ebx + 0x380), LAPIC_INITIAL_COUNT)?;
+            a.sti()?;
+            a.set_label(&mut wait)?;
+            a.hlt()?;
+            a.cmp(word_ptr(REAL_MODE_COUNTER), LAPIC_TICKS)?;
+            a.jb(wait)?;
+            a.cli()?;
+            a.mov(dword_ptr(ebx + 0x320), 1u32 << 16)?; // mask the timer
+            emit_call_print(a, print, addrs[0])?;
+            emit_power_off(a)?;
+            emit_halt_forever(a)?;
+            emit_print_str(a, &mut print)
+        },
+    )?;
+    Ok(Guest {
+        bytes: out.bytes,
+        load_addr: REAL_MODE_LOAD_ADDR,
+        entry: REAL_MODE_LOAD_ADDR,
+        mode: Mode::Real,
+        code: 0..out.code_len,
+    })
+}
+
+/// Reads the CMOS RTC (MC146818A registers 0x09 year, 0x08 month, 0x07
+/// day, 0x04 hours, 0x02 minutes through index port 0x70 / data port 0x71,
+/// BCD as the BIOS default leaves them) after waiting for register A's
+/// update-in-progress bit to clear, prints `rtc YY-MM-DD HH:MM` and powers
+/// off. Real mode.
+pub fn rtc_guest() -> AsmResult<Guest> {
+    let prefix = cstr("rtc ");
+    let mut line = Vec::new();
+    // Template "YY-MM-DD HH:MM\n": the guest fills the digit pairs.
+    line.extend_from_slice(b"00-00-00 00:00\n\0");
+    let out = assemble_with_data(16, REAL_MODE_LOAD_ADDR, &[&prefix, &line], |a, addrs| {
         let mut print = a.create_label();
-        let mut wait = a.create_label();
+        let mut uip = a.create_label();
         a.cli()?;
         a.xor(ax, ax)?;
         a.mov(ds, ax)?;
-        a.mov(es, ax)?;
         a.mov(ss, ax)?;
         a.mov(sp, 0x7c00u32)?;
-        // GDTR image: limit 15, base = the GDT's address.
-        a.mov(word_ptr(addrs[3] as u32), 15u32)?;
-        a.mov(dword_ptr(addrs[3] as u32 + 2), addrs[2] as u32)?;
-        a.lgdt(ptr(addrs[3] as u32))?;
-        a.mov(eax, cr0)?;
-        a.or(eax, 1u32)?;
-        a.mov(cr0, eax)?;
-        a.mov(bx, 0x08u32)?;
-        a.mov(ds, bx)?;
-        a.and(eax, 0xffff_fffeu32)?;
-        a.mov(cr0, eax)?;
-        // Back in real mode with DS's cache still flat 4 GiB.
-        a.mov(word_ptr(LAPIC_TIMER_VECTOR * 4), addrs[1] as u32)?;
-        a.mov(word_ptr(LAPIC_TIMER_VECTOR * 4 + 2), 0u32)?;
-        a.mov(word_ptr(REAL_MODE_COUNTER), 0u32)?;
-        a.mov(ebx, 0xFEE0_0000u32)?;
-        a.mov(dword_ptr(ebx + 0xF0), 0x1FFu32)?; // SVR: software enable
-        a.mov(dword_ptr(ebx + 0x3E0), 0xBu32)?; // divide by 1
-        a.mov(dword_ptr(ebx + 0x320), (1u32 << 17) | LAPIC_TIMER_VECTOR)?; // periodic
-        a.mov(dword_ptr(ebx + 0x380), LAPIC_INITIAL_COUNT)?;
-        a.sti()?;
-        a.set_label(&mut wait)?;
-        a.hlt()?;
-        a.cmp(word_ptr(REAL_MODE_COUNTER), LAPIC_TICKS)?;
-        a.jb(wait)?;
-        a.cli()?;
-        a.mov(dword_ptr(ebx + 0x320), 1u32 << 16)?; // mask the timer
+        // Wait while register A's UIP (bit 7) is set.
+        a.set_label(&mut uip)?;
+        a.mov(al, 0x0au32)?;
+        a.out(0x70u32, al)?;
+        a.in_(al, 0x71u32)?;
+        a.test(al, 0x80u32)?;
+        a.jnz(uip)?;
+        for (reg, off) in [(0x09u32, 0u32), (0x08, 3), (0x07, 6), (0x04, 9), (0x02, 12)] {
+            a.mov(al, reg)?;
+            a.out(0x70u32, al)?;
+            a.in_(al, 0x71u32)?;
+            // BCD byte → two ASCII digits.
+            a.mov(ah, al)?;
+            a.shr(ah, 4)?;
+            a.and(al, 0x0fu32)?;
+            a.add(ax, 0x3030u32)?;
+            a.mov(byte_ptr(addrs[1] as u32 + off), ah)?;
+            a.mov(byte_ptr(addrs[1] as u32 + off + 1), al)?;
+        }
         emit_call_print(a, print, addrs[0])?;
+        emit_call_print(a, print, addrs[1])?;
         emit_power_off(a)?;
         emit_halt_forever(a)?;
         emit_print_str(a, &mut print)
@@ -349,7 +407,10 @@ pub fn smp_counter_guest(aps: u32, iterations: u32) -> AsmResult<Guest> {
         a.assemble(SMP_LOAD_ADDR)?
     };
     if ap.len() as u64 > SMP_BSP_OFFSET {
-        return Err(crate::asm::AsmError(format!("AP code is {} bytes, more than {SMP_BSP_OFFSET}", ap.len())));
+        return Err(crate::asm::AsmError(format!(
+            "AP code is {} bytes, more than {SMP_BSP_OFFSET}",
+            ap.len()
+        )));
     }
     let prefix = cstr("total=");
     let nl = cstr("\n");
@@ -401,7 +462,10 @@ mod tests {
     fn smp_guest_layout() {
         let g = smp_counter_guest(3, 1000).unwrap();
         let ap = decode_all(&g.bytes[..SMP_BSP_OFFSET as usize], 16, g.load_addr).unwrap();
-        assert!(ap.iter().any(|i| i.has_lock_prefix()), "locked add in the AP code");
+        assert!(
+            ap.iter().any(|i| i.has_lock_prefix()),
+            "locked add in the AP code"
+        );
         let bsp = decode_all(&g.bytes[g.code.clone()], 32, g.entry).unwrap();
         assert!(bsp.iter().all(|i| !i.is_invalid()));
         assert_eq!(g.entry, SMP_LOAD_ADDR + SMP_BSP_OFFSET);

@@ -130,10 +130,31 @@ fn lapic_timer_interrupts_are_counted() {
     let load = format!("{:#x}", g.load_addr);
     let entry = format!("{:#x}", g.entry);
     let r = run_hyperplug(
-        &["run", "--image", img.to_str().unwrap(), "--load-addr", &load, "--entry", &entry, "--mode", "real"],
+        &[
+            "run",
+            "--image",
+            img.to_str().unwrap(),
+            "--load-addr",
+            &load,
+            "--entry",
+            &entry,
+            "--mode",
+            "real",
+        ],
         b"",
         TIMEOUT,
     );
-    assert_eq!(r.code, Some(0), "stdout: {}\nstderr: {}", r.stdout, r.stderr);
-    assert_eq!(r.stdout, format!("{LAPIC_TICKS} lapic ticks\n"), "stderr: {}", r.stderr);
+    assert_eq!(
+        r.code,
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        r.stdout,
+        r.stderr
+    );
+    assert_eq!(
+        r.stdout,
+        format!("{LAPIC_TICKS} lapic ticks\n"),
+        "stderr: {}",
+        r.stderr
+    );
 }

@@ -41,8 +41,17 @@ fn four_vcpus_count_with_locked_adds() {
         TIMEOUT,
     );
     eprintln!("4-vCPU counter guest took {:?}", start.elapsed());
-    assert_eq!(r.code, Some(0), "stdout: {}\nstderr: {}", r.stdout, r.stderr);
-    assert_eq!(r.stdout, format!("total={}\n", u64::from(aps) * u64::from(ITERATIONS)));
+    assert_eq!(
+        r.code,
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        r.stdout,
+        r.stderr
+    );
+    assert_eq!(
+        r.stdout,
+        format!("total={}\n", u64::from(aps) * u64::from(ITERATIONS))
+    );
 }
 
 #[test]
