@@ -115,6 +115,12 @@ impl VcpuRunner<'_> {
                 state = RunState::Running;
                 self.shared.parked.fetch_sub(1, Ordering::SeqCst);
             }
+            if mail.nmi && state == RunState::Running {
+                self.vcpu
+                    .inject_nmi()
+                    .into_result()
+                    .map_err(|e| self.err("inject NMI", e))?;
+            }
             if state == RunState::WaitForSipi {
                 if let Some(o) = self.check_all_parked() {
                     return Ok(Some(o));
@@ -335,9 +341,9 @@ impl VcpuRunner<'_> {
                 if let Some(o) = self.check_all_parked() {
                     break Some(o);
                 }
-                // An INIT ends the halt; the main loop acts on it.
+                // An INIT or NMI ends the halt; the main loop acts on it.
                 let mail = p.apic.take_mailbox(self.id);
-                if mail.init || mail.sipi.is_some() {
+                if mail.init || mail.nmi || mail.sipi.is_some() {
                     p.apic.restore_mailbox(self.id, mail);
                     break None;
                 }

@@ -165,6 +165,9 @@ pub trait FfiVcpu: Send {
     /// A handle other threads use to make a running (or the next) `run`
     /// return [`Interrupted`](crate::ExitReason::Interrupted) promptly.
     fn kicker(&self) -> PluginResult<VcpuKicker>;
+    /// Queues a non-maskable interrupt (vector 2), delivered at the next
+    /// instruction boundary unless NMIs are blocked (SDM vol. 3, 6.7.1).
+    fn inject_nmi(&mut self) -> PluginResult<()>;
 }
 
 /// Makes a vCPU leave guest mode (KVM: `immediate_exit` plus a signal).
@@ -280,6 +283,7 @@ pub trait Vcpu: Send + 'static {
     fn request_interrupt_window(&mut self, request: bool) -> Result<(), PluginError>;
     fn interrupt_window_open(&mut self) -> Result<bool, PluginError>;
     fn kicker(&self) -> Result<VcpuKicker, PluginError>;
+    fn inject_nmi(&mut self) -> Result<(), PluginError>;
 }
 
 /// Wraps a plain-Rust VM so that it can cross the ABI; panics become errors.
@@ -409,6 +413,9 @@ impl<C: Vcpu> FfiVcpu for VcpuAdapter<C> {
     }
     fn kicker(&self) -> PluginResult<VcpuKicker> {
         crate::guard("kicker", || self.inner.kicker())
+    }
+    fn inject_nmi(&mut self) -> PluginResult<()> {
+        vcpu_forward!(self, "inject_nmi", |c| c.inject_nmi())
     }
 }
 

@@ -374,6 +374,12 @@ impl Vcpu for KvmVcpu {
         Ok(run.ready_for_interrupt_injection != 0 && run.if_flag != 0)
     }
 
+    fn inject_nmi(&mut self) -> Result<(), PluginError> {
+        self.fd
+            .nmi()
+            .map_err(|e| PluginError::os(format!("KVM_NMI vCPU {}: {e}", self.id)))
+    }
+
     fn kicker(&self) -> Result<VcpuKicker, PluginError> {
         Ok(kicker_into_ffi(KvmKicker(Arc::clone(&self.kick))))
     }

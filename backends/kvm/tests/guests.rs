@@ -649,3 +649,37 @@ fn kick_interrupts_a_spinning_guest() {
     drop(vcpu);
     kicker.kick();
 }
+
+#[test]
+fn nmi_is_delivered_even_with_interrupts_disabled() {
+    if !kvm_usable() {
+        return;
+    }
+    let mem = GuestMem::new(MEM);
+    // Real-mode IVT entry 2 (NMI): offset 0x1200, segment 0.
+    mem.write(2 * 4, &[0x00, 0x12, 0x00, 0x00]);
+    mem.write(
+        0x1000,
+        &[
+            0xfa, // cli
+            0xeb, 0xfe, // jmp $
+        ],
+    );
+    mem.write(
+        0x1200,
+        &[
+            0xb0, 0x02, // mov al, 2
+            0xe6, 0x80, // out 0x80, al
+            0xf4, // hlt
+        ],
+    );
+    let (_vm, mut vcpu) = vm_with_memory(&mem);
+    enter_real_mode(&mut vcpu, 0x1000);
+    vcpu.inject_nmi().expect("inject NMI");
+    let e = run(&mut vcpu);
+    assert_eq!(
+        e.reason,
+        io_out(0x80, 1, 1, &[0x02]),
+        "the NMI handler ran despite IF = 0"
+    );
+}
