@@ -194,6 +194,31 @@ impl ApicBus {
         self.rearm_timer(cpu);
     }
 
+    /// RDMSR of a local APIC MSR on vCPU `cpu`; `None` means #GP(0).
+    pub fn lapic_read_msr(&self, cpu: usize, msr: u32) -> Option<u64> {
+        let now = self.clock.now_ns();
+        let r = self
+            .with_lapic(cpu, |l| l.read_msr(msr, now))
+            .and_then(|r| r.ok());
+        self.rearm_timer(cpu);
+        r
+    }
+
+    /// WRMSR of a local APIC MSR on vCPU `cpu`; false means #GP(0) (nothing changed).
+    pub fn lapic_write_msr(&self, cpu: usize, msr: u32, value: u64) -> bool {
+        let now = self.clock.now_ns();
+        let r = self.with_lapic(cpu, |l| l.write_msr(msr, value, now));
+        let ok = match r {
+            Some(Ok(effect)) => {
+                self.apply_effect(effect);
+                true
+            }
+            _ => false,
+        };
+        self.rearm_timer(cpu);
+        ok
+    }
+
     /// Writes a local APIC register directly (firmware set-up).
     pub fn lapic_write_register(&self, cpu: usize, offset: u32, value: u32) {
         let now = self.clock.now_ns();
@@ -418,6 +443,24 @@ mod tests {
         assert!(!b.pic_reaches(0));
         b.virtual_wire();
         assert!(b.pic_reaches(0));
+    }
+
+    #[test]
+    fn x2apic_msrs_through_the_bus() {
+        let (b, _) = bus(2);
+        // Enable x2APIC: IA32_APIC_BASE = base | EN (11) | EXTD (10) | BSP (8).
+        assert!(b.lapic_write_msr(0, 0x1B, 0xFEE0_0000 | (1 << 11) | (1 << 10) | (1 << 8)));
+        assert_eq!(b.lapic_read_msr(0, 0x802), Some(0), "x2APIC ID of vCPU 0");
+        assert_eq!(
+            b.lapic_read_msr(1, 0x802),
+            None,
+            "vCPU 1 is still in xAPIC mode: #GP"
+        );
+        assert!(b.lapic_write_msr(0, 0x80F, 0x1FF), "SVR");
+        // Self IPI, vector 0x55.
+        assert!(b.lapic_write_msr(0, 0x83F, 0x55));
+        assert_eq!(b.pending_vector(0), Some(0x55));
+        assert!(!b.lapic_write_msr(0, 0x802, 5), "the ID is read-only: #GP");
     }
 
     #[test]

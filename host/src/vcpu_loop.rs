@@ -257,6 +257,20 @@ impl VcpuRunner<'_> {
                     p.bus.write(AddressSpace::Mmio, addr, &data)?;
                 }
             }
+            ExitReason::MsrRead { index } => {
+                let v = p.apic.lapic_read_msr(self.id, index);
+                self.vcpu
+                    .complete_msr(v.unwrap_or(0), v.is_none())
+                    .into_result()
+                    .map_err(|e| self.err("complete RDMSR", e))?;
+            }
+            ExitReason::MsrWrite { index, data } => {
+                let ok = p.apic.lapic_write_msr(self.id, index, data);
+                self.vcpu
+                    .complete_msr(0, !ok)
+                    .into_result()
+                    .map_err(|e| self.err("complete WRMSR", e))?;
+            }
             ExitReason::Hlt => return self.halt(),
             ExitReason::Shutdown => {
                 let dump = self.dump();

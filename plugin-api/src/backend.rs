@@ -38,8 +38,11 @@ pub struct VmConfig {
 }
 
 impl VmConfig {
-    /// The host models a local APIC per vCPU (xAPIC MMIO at 0xFEE00000): the
-    /// backend advertises CPUID.01H:EDX.APIC to the guest.
+    /// The host models a local APIC per vCPU (xAPIC MMIO at 0xFEE00000, and
+    /// the x2APIC MSRs): the backend advertises CPUID.01H:EDX.APIC, forwards
+    /// RDMSR/WRMSR of IA32_APIC_BASE (0x1B) to the host as `MsrRead` /
+    /// `MsrWrite` exits, and advertises CPUID.01H:ECX.x2APIC only if it can
+    /// forward 0x800-0x8FF the same way.
     pub const HOST_LAPIC: u32 = 1 << 0;
 }
 
@@ -168,6 +171,9 @@ pub trait FfiVcpu: Send {
     /// Queues a non-maskable interrupt (vector 2), delivered at the next
     /// instruction boundary unless NMIs are blocked (SDM vol. 3, 6.7.1).
     fn inject_nmi(&mut self) -> PluginResult<()>;
+    /// Completes the last `MsrRead`/`MsrWrite` exit: `value` is the RDMSR
+    /// result; `fault` makes the instruction raise #GP(0) instead.
+    fn complete_msr(&mut self, value: u64, fault: bool) -> PluginResult<()>;
 }
 
 /// Makes a vCPU leave guest mode (KVM: `immediate_exit` plus a signal).
@@ -284,6 +290,7 @@ pub trait Vcpu: Send + 'static {
     fn interrupt_window_open(&mut self) -> Result<bool, PluginError>;
     fn kicker(&self) -> Result<VcpuKicker, PluginError>;
     fn inject_nmi(&mut self) -> Result<(), PluginError>;
+    fn complete_msr(&mut self, value: u64, fault: bool) -> Result<(), PluginError>;
 }
 
 /// Wraps a plain-Rust VM so that it can cross the ABI; panics become errors.
@@ -416,6 +423,9 @@ impl<C: Vcpu> FfiVcpu for VcpuAdapter<C> {
     }
     fn inject_nmi(&mut self) -> PluginResult<()> {
         vcpu_forward!(self, "inject_nmi", |c| c.inject_nmi())
+    }
+    fn complete_msr(&mut self, value: u64, fault: bool) -> PluginResult<()> {
+        vcpu_forward!(self, "complete_msr", |c| c.complete_msr(value, fault))
     }
 }
 

@@ -70,6 +70,21 @@ pub enum ExitReason {
     },
     /// The run was cut short by the host (a kick); nothing to do.
     Interrupted,
+    /// RDMSR of an MSR the backend forwards to the host (IA32_APIC_BASE with
+    /// [`VmConfig::HOST_LAPIC`](crate::backend::VmConfig::HOST_LAPIC); the
+    /// x2APIC range too where the backend can);
+    /// answer with [`FfiVcpu::complete_msr`](crate::backend::FfiVcpu::complete_msr).
+    MsrRead {
+        /// The MSR index (ECX).
+        index: u32,
+    },
+    /// WRMSR of a forwarded MSR; answer with `complete_msr` (value ignored).
+    MsrWrite {
+        /// The MSR index (ECX).
+        index: u32,
+        /// EDX:EAX.
+        data: u64,
+    },
     /// The guest asked the host to stop (ACPI S5 and the like, backend-detected).
     SystemEvent {
         /// Backend-specific event type.

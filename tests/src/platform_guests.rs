@@ -363,6 +363,55 @@ pub fn rtc_guest() -> AsmResult<Guest> {
     })
 }
 
+/// A real-mode guest that reads IA32_APIC_BASE (MSR 0x1B, SDM vol. 3,
+/// 11.4.4) and prints its low 32 bits as `apic base XXXXXXXX`, then powers
+/// off. The host's local APIC answers: 0xFEE00900 on the BSP (base, EN bit
+/// 11, BSP bit 8).
+pub fn apic_base_guest() -> AsmResult<Guest> {
+    let line = b"apic base 00000000\n\0".to_vec();
+    let out = assemble_with_data(16, REAL_MODE_LOAD_ADDR, &[&line], |a, addrs| {
+        let mut print = a.create_label();
+        let mut nibble = a.create_label();
+        let text = addrs[0] as u32;
+        a.cli()?;
+        a.xor(ax, ax)?;
+        a.mov(ds, ax)?;
+        a.mov(ss, ax)?;
+        a.mov(sp, 0x7c00u32)?;
+        a.mov(ecx, 0x1Bu32)?;
+        a.rdmsr()?;
+        a.mov(edx, eax)?;
+        // Eight hex digits, most significant first.
+        a.mov(di, text + 10)?;
+        a.mov(cx, 8u32)?;
+        a.set_label(&mut nibble)?;
+        a.rol(edx, 4)?;
+        a.mov(al, dl)?;
+        a.and(al, 0x0fu32)?;
+        a.add(al, 0x30u32)?;
+        let mut digit = a.create_label();
+        a.cmp(al, 0x39u32)?;
+        a.jbe(digit)?;
+        a.add(al, 0x27u32)?; // 'a'..'f'
+        a.set_label(&mut digit)?;
+        a.mov(byte_ptr(di), al)?;
+        a.inc(di)?;
+        a.dec(cx)?;
+        a.jnz(nibble)?;
+        emit_call_print(a, print, addrs[0])?;
+        emit_power_off(a)?;
+        emit_halt_forever(a)?;
+        emit_print_str(a, &mut print)
+    })?;
+    Ok(Guest {
+        bytes: out.bytes,
+        load_addr: REAL_MODE_LOAD_ADDR,
+        entry: REAL_MODE_LOAD_ADDR,
+        mode: Mode::Real,
+        code: 0..out.code_len,
+    })
+}
+
 /// Where the SMP guest is loaded; its first page is the AP start-up code, so
 /// the start-up IPI vector is this address >> 12.
 pub const SMP_LOAD_ADDR: u64 = 0x1_0000;

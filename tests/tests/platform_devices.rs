@@ -4,7 +4,7 @@
 
 mod support;
 
-use hyperplug_tests::platform_guests::rtc_guest;
+use hyperplug_tests::platform_guests::{apic_base_guest, rtc_guest};
 use support::*;
 
 /// 2026-11-25 13:45:07 UTC.
@@ -84,4 +84,47 @@ fn every_pc_device_plugin_is_built_and_listed() {
     for d in ["pic ", "pit ", "rtc ", "i8042", "fw-cfg", "pm-timer"] {
         assert!(r.stdout.contains(d), "{d} missing from\n{}", r.stdout);
     }
+}
+
+#[test]
+fn apic_base_msr_is_the_host_local_apic() {
+    if !kvm_usable_or_skip("IA32_APIC_BASE") {
+        return;
+    }
+    let g = apic_base_guest().expect("assemble APIC base guest");
+    let d = scratch_dir("apicbase");
+    let img = d.join("apicbase.bin");
+    std::fs::write(&img, &g.bytes).unwrap();
+    let load = format!("{:#x}", g.load_addr);
+    let r = run_hyperplug(
+        &[
+            "run",
+            "--trace",
+            "exits",
+            "--image",
+            img.to_str().unwrap(),
+            "--load-addr",
+            &load,
+            "--entry",
+            &load,
+            "--mode",
+            "real",
+        ],
+        b"",
+        TIMEOUT,
+    );
+    assert_eq!(
+        r.code,
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        r.stdout,
+        r.stderr
+    );
+    assert_eq!(r.stdout, "apic base fee00900\n", "stderr: {}", r.stderr);
+    // The RDMSR left KVM and was answered by the host's local APIC model.
+    assert!(
+        r.stderr.contains("KVM_EXIT_X86_RDMSR index=0x1b"),
+        "{}",
+        r.stderr
+    );
 }

@@ -24,15 +24,18 @@ pub const LEAF1_ECX_X2APIC: u32 = 1 << 21;
 pub const LEAF1_ECX_TSC_DEADLINE: u32 = 1 << 24;
 
 /// Clears what this VM does not have. With no in-kernel irqchip the local
-/// APIC is the host's (when `host_lapic`) or absent: x2APIC and TSC-deadline
-/// need MSR exits this backend does not forward, so they are always
-/// withdrawn, and the APIC bit stays only when the host models the xAPIC.
-pub fn hide_absent_apic(entries: &mut [kvm_cpuid_entry2], host_lapic: bool) {
+/// APIC is the host's (when `host_lapic`) or absent. x2APIC stays only when
+/// its MSRs are forwarded to the host (`x2apic`). TSC-deadline mode is always
+/// withdrawn: the host's timer model does not follow KVM's guest TSC.
+pub fn hide_absent_apic(entries: &mut [kvm_cpuid_entry2], host_lapic: bool, x2apic: bool) {
     for e in entries.iter_mut().filter(|e| e.function == 1) {
         if !host_lapic {
             e.edx &= !LEAF1_EDX_APIC;
         }
-        e.ecx &= !(LEAF1_ECX_X2APIC | LEAF1_ECX_TSC_DEADLINE);
+        if !(host_lapic && x2apic) {
+            e.ecx &= !LEAF1_ECX_X2APIC;
+        }
+        e.ecx &= !LEAF1_ECX_TSC_DEADLINE;
     }
 }
 

@@ -18,6 +18,8 @@ pub enum Pending {
         /// `size * count`.
         len: usize,
     },
+    /// An RDMSR/WRMSR exit: `kvm_run.msr.data` / `.error` must be filled.
+    Msr,
     /// An MMIO read: `len` bytes go into `kvm_run.mmio.data`.
     MmioRead {
         /// Access size, 1 to 8.
@@ -184,6 +186,30 @@ pub fn decode(run: &kvm_run, area: &[u8]) -> Decoded {
                 hex_words(&i.data[..n])
             );
             internal(code, format!("KVM internal error: {detail}")).with_detail(detail)
+        }
+        KVM_EXIT_X86_RDMSR | KVM_EXIT_X86_WRMSR => {
+            // SAFETY: exit_reason says `msr` is the live union member; it holds plain integers.
+            let m = unsafe { run.__bindgen_anon_1.msr };
+            let (reason, detail) = if code == KVM_EXIT_X86_RDMSR {
+                (
+                    ExitReason::MsrRead { index: m.index },
+                    format!("index={:#x} reason={}", m.index, m.reason),
+                )
+            } else {
+                (
+                    ExitReason::MsrWrite {
+                        index: m.index,
+                        data: m.data,
+                    },
+                    format!(
+                        "index={:#x} data={:#x} reason={}",
+                        m.index, m.data, m.reason
+                    ),
+                )
+            };
+            let mut d = done(reason, code, detail);
+            d.pending = Pending::Msr;
+            d
         }
         KVM_EXIT_SYSTEM_EVENT => {
             // SAFETY: exit_reason says `system_event` is live; it holds plain integers.

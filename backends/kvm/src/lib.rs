@@ -10,6 +10,7 @@ pub mod detect;
 pub mod exit;
 mod ioctl;
 pub mod kick;
+pub mod msr;
 pub mod vcpu;
 pub mod vm;
 

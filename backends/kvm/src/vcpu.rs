@@ -283,6 +283,12 @@ impl Vcpu for KvmVcpu {
                     self.id
                 )))
             }
+            Pending::Msr => {
+                return Err(PluginError::invalid(format!(
+                    "vCPU {}: run() before complete_msr() answered the last MsrRead/MsrWrite exit",
+                    self.id
+                )))
+            }
         }
         if !self.kick.enter(&self.map) {
             return Ok(interrupted("kick"));
@@ -308,7 +314,7 @@ impl Vcpu for KvmVcpu {
     fn complete_io(&mut self, data: &[u8]) -> Result<(), PluginError> {
         let id = self.id;
         match self.pending {
-            Pending::None => Err(PluginError::invalid(format!(
+            Pending::None | Pending::Msr => Err(PluginError::invalid(format!(
                 "vCPU {id}: complete_io() without an IoIn/MmioRead exit waiting for data"
             ))),
             Pending::IoIn { offset, len } => {
@@ -372,6 +378,22 @@ impl Vcpu for KvmVcpu {
     fn interrupt_window_open(&mut self) -> Result<bool, PluginError> {
         let run = self.run_ref();
         Ok(run.ready_for_interrupt_injection != 0 && run.if_flag != 0)
+    }
+
+    fn complete_msr(&mut self, value: u64, fault: bool) -> Result<(), PluginError> {
+        if self.pending != Pending::Msr {
+            return Err(PluginError::invalid(format!(
+                "vCPU {}: complete_msr() without an MsrRead/MsrWrite exit waiting",
+                self.id
+            )));
+        }
+        let run = self.run_ref();
+        // Writing a union field is safe; the last exit was KVM_EXIT_X86_RDMSR/WRMSR,
+        // so `msr` is the member KVM reads (`data`, `error`) on the next KVM_RUN.
+        run.__bindgen_anon_1.msr.data = value;
+        run.__bindgen_anon_1.msr.error = u8::from(fault);
+        self.pending = Pending::None;
+        Ok(())
     }
 
     fn inject_nmi(&mut self) -> Result<(), PluginError> {

@@ -114,7 +114,18 @@ impl KvmVm {
             .as_slice()
             .to_vec();
         let mut cpuid = cpuid;
-        hide_absent_apic(&mut cpuid, config.flags & VmConfig::HOST_LAPIC != 0);
+        let host_lapic = config.flags & VmConfig::HOST_LAPIC != 0;
+        if host_lapic {
+            if let Err(e) = crate::msr::forward_apic_msrs(&fd) {
+                log(
+                    &host,
+                    LogLevel::Info,
+                    &format!("IA32_APIC_BASE stays in KVM: {e}"),
+                );
+            }
+        }
+        // x2APIC MSRs cannot reach a user-space local APIC (see msr.rs).
+        hide_absent_apic(&mut cpuid, host_lapic, false);
         log(
             &host,
             LogLevel::Debug,
