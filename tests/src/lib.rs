@@ -14,12 +14,14 @@
 //! - [`guests`]: the test guests.
 //! - [`multiboot`]: multiboot v1 header encoding and lookup.
 //! - [`decode`]: decoding helpers used by the checks.
+//! - [`emu_runner`]: runs native-oracle cases on the emulator and compares outcomes.
 
 #[path = "../../host/guest/asm.rs"]
 pub mod asm;
 pub mod decode;
 #[path = "../../host/guest/embedded.rs"]
 pub mod embedded_guest;
+pub mod emu_runner;
 pub mod guests;
 pub mod kit;
 pub mod mmu_guest;

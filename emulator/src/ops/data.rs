@@ -73,9 +73,10 @@ pub(super) fn movx<B: Bus>(cx: &mut Ctx<'_, B>, signed: bool) -> OpResult {
 pub(super) fn xchg<B: Bus>(cx: &mut Ctx<'_, B>) -> OpResult {
     let a = cx.read_rmw(0)?;
     let b = cx.read_op(1)?;
-    // Register to register first so a memory operand is written last.
-    cx.write_op(1, a)?;
-    cx.write_op(0, b)
+    // Operand 0 first: its address may use the register operand 1 overwrites
+    // (e.g. `xchg [r15+r12*8], r12`); memory writes are buffered until commit.
+    cx.write_op(0, b)?;
+    cx.write_op(1, a)
 }
 
 /// LEA: the effective address, truncated to the operand size.
@@ -143,10 +144,16 @@ pub(super) fn setcc<B: Bus>(cx: &mut Ctx<'_, B>, cc: u8) -> OpResult {
     cx.write_op(0, v)
 }
 
-/// LAHF: AH = SF:ZF:0:AF:0:PF:1:CF. In 64-bit mode needs CPUID LAHF-SAHF,
-/// which our model does not report: #UD there (SDM vol. 2, LAHF).
+/// Whether LAHF/SAHF are valid in 64-bit mode: CPUID.80000001H:ECX.LAHF-SAHF[bit 0]
+/// of the CPU model (SDM vol. 2, LAHF and SAHF, "64-Bit Mode Exceptions").
+fn lahf_sahf_ok<B: Bus>(cx: &Ctx<'_, B>) -> bool {
+    cx.mode != Mode::Long64 || cx.eng.model.lookup(0x8000_0001, 0)[2] & 1 != 0
+}
+
+/// LAHF: AH = SF:ZF:0:AF:0:PF:1:CF. In 64-bit mode #UD unless the CPU model
+/// reports LAHF-SAHF (SDM vol. 2, LAHF).
 pub(super) fn lahf<B: Bus>(cx: &mut Ctx<'_, B>) -> OpResult {
-    if cx.mode == Mode::Long64 {
+    if !lahf_sahf_ok(cx) {
         return Err(Exception::ud().into());
     }
     let f = (cx.cpu.rflags & 0xd5) | 2;
@@ -154,9 +161,9 @@ pub(super) fn lahf<B: Bus>(cx: &mut Ctx<'_, B>) -> OpResult {
     Ok(())
 }
 
-/// SAHF: SF, ZF, AF, PF, CF from AH.
+/// SAHF: SF, ZF, AF, PF, CF from AH (64-bit mode: as LAHF).
 pub(super) fn sahf<B: Bus>(cx: &mut Ctx<'_, B>) -> OpResult {
-    if cx.mode == Mode::Long64 {
+    if !lahf_sahf_ok(cx) {
         return Err(Exception::ud().into());
     }
     let ah = cx.reg(Register::AH);
