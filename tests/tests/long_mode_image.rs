@@ -14,26 +14,7 @@ fn long_mode_raw_image_exits_through_debug_exit() {
         return;
     }
     let g = long_mode_hello_guest().expect("assemble long-mode guest");
-    let d = scratch_dir("long");
-    let img = d.join("long.bin");
-    std::fs::write(&img, &g.bytes).unwrap();
-    let load = format!("{:#x}", g.load_addr);
-    let entry = format!("{:#x}", g.entry);
-    let r = run_hyperplug(
-        &[
-            "run",
-            "--image",
-            img.to_str().unwrap(),
-            "--load-addr",
-            &load,
-            "--entry",
-            &entry,
-            "--mode",
-            "long",
-        ],
-        b"",
-        TIMEOUT,
-    );
+    let r = run_guest(&g, "long", &[], b"");
     let want = ((LONG_MODE_EXIT_VALUE << 1) | 1) as i32;
     assert_eq!(
         r.code,
@@ -51,30 +32,13 @@ fn debug_exit_can_be_turned_off() {
         return;
     }
     let g = long_mode_hello_guest().expect("assemble long-mode guest");
-    let d = scratch_dir("long-nodebug");
-    let img = d.join("long.bin");
-    std::fs::write(&img, &g.bytes).unwrap();
-    let load = format!("{:#x}", g.load_addr);
-    let entry = format!("{:#x}", g.entry);
     // Without the device the write to 0xf4 is dropped; the guest then halts
-    // with interrupts off and the host stops it (status 4).
-    let r = run_hyperplug(
-        &[
-            "run",
-            "--no-debug-exit",
-            "--trace",
-            "io",
-            "--image",
-            img.to_str().unwrap(),
-            "--load-addr",
-            &load,
-            "--entry",
-            &entry,
-            "--mode",
-            "long",
-        ],
+    // with interrupts off and the host stops it (status 6).
+    let r = run_guest(
+        &g,
+        "long-nodebug",
+        &["--no-debug-exit", "--trace", "io"],
         b"",
-        TIMEOUT,
     );
     assert_eq!(
         r.code,

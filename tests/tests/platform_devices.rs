@@ -1,10 +1,11 @@
 //! User stories for the PC devices as a guest sees them: the CMOS clock
-//! tells the time the operator set, and the keyboard controller's reset
-//! command ends the VM with "guest reset".
+//! tells the time the operator set, the keyboard controller's reset command
+//! ends the VM with "guest reset", and IA32_APIC_BASE is the host's local APIC.
 
 mod support;
 
 use hyperplug_tests::platform_guests::{apic_base_guest, rtc_guest};
+use hyperplug_tests::{Guest, Mode};
 use support::*;
 
 /// 2026-11-25 13:45:07 UTC.
@@ -16,28 +17,8 @@ fn guest_reads_the_rtc_time() {
         return;
     }
     let g = rtc_guest().expect("assemble RTC guest");
-    let d = scratch_dir("rtc");
-    let img = d.join("rtc.bin");
-    std::fs::write(&img, &g.bytes).unwrap();
-    let load = format!("{:#x}", g.load_addr);
     let dev = format!("rtc,base={BASE}");
-    let r = run_hyperplug(
-        &[
-            "run",
-            "--device",
-            &dev,
-            "--image",
-            img.to_str().unwrap(),
-            "--load-addr",
-            &load,
-            "--entry",
-            &load,
-            "--mode",
-            "real",
-        ],
-        b"",
-        TIMEOUT,
-    );
+    let r = run_guest(&g, "rtc", &["--device", &dev], b"");
     assert_eq!(
         r.code,
         Some(0),
@@ -54,25 +35,16 @@ fn i8042_reset_ends_the_vm_with_guest_reset() {
     if !kvm_usable_or_skip("i8042 reset") {
         return;
     }
-    let d = scratch_dir("kbdreset");
-    let img = d.join("reset.bin");
     // Real mode: mov al, 0xfe; out 0x64, al (pulse the reset line); hlt
-    std::fs::write(&img, [0xb0, 0xfe, 0xe6, 0x64, 0xf4]).unwrap();
-    let r = run_hyperplug(
-        &[
-            "run",
-            "--image",
-            img.to_str().unwrap(),
-            "--load-addr",
-            "0x8000",
-            "--entry",
-            "0x8000",
-            "--mode",
-            "real",
-        ],
-        b"",
-        TIMEOUT,
-    );
+    let bytes = vec![0xb0, 0xfe, 0xe6, 0x64, 0xf4];
+    let g = Guest {
+        code: 0..bytes.len(),
+        bytes,
+        load_addr: 0x8000,
+        entry: 0x8000,
+        mode: Mode::Real,
+    };
+    let r = run_guest(&g, "kbdreset", &[], b"");
     assert_eq!(r.code, Some(0), "stderr: {}", r.stderr);
     assert!(r.stderr.contains("guest reset"), "{}", r.stderr);
     assert!(r.stderr.contains("i8042"), "{}", r.stderr);
@@ -92,27 +64,7 @@ fn apic_base_msr_is_the_host_local_apic() {
         return;
     }
     let g = apic_base_guest().expect("assemble APIC base guest");
-    let d = scratch_dir("apicbase");
-    let img = d.join("apicbase.bin");
-    std::fs::write(&img, &g.bytes).unwrap();
-    let load = format!("{:#x}", g.load_addr);
-    let r = run_hyperplug(
-        &[
-            "run",
-            "--trace",
-            "exits",
-            "--image",
-            img.to_str().unwrap(),
-            "--load-addr",
-            &load,
-            "--entry",
-            &load,
-            "--mode",
-            "real",
-        ],
-        b"",
-        TIMEOUT,
-    );
+    let r = run_guest(&g, "apicbase", &["--trace", "exits"], b"");
     assert_eq!(
         r.code,
         Some(0),

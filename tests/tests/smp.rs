@@ -17,29 +17,8 @@ fn four_vcpus_count_with_locked_adds() {
     }
     let aps = 3;
     let g = smp_counter_guest(aps, ITERATIONS).expect("assemble SMP guest");
-    let d = scratch_dir("smp");
-    let img = d.join("smp.bin");
-    std::fs::write(&img, &g.bytes).unwrap();
-    let load = format!("{:#x}", g.load_addr);
-    let entry = format!("{:#x}", g.entry);
     let start = std::time::Instant::now();
-    let r = run_hyperplug(
-        &[
-            "run",
-            "--cpus",
-            "4",
-            "--image",
-            img.to_str().unwrap(),
-            "--load-addr",
-            &load,
-            "--entry",
-            &entry,
-            "--mode",
-            "protected",
-        ],
-        b"",
-        TIMEOUT,
-    );
+    let r = run_guest(&g, "smp", &["--cpus", "4"], b"");
     eprintln!("4-vCPU counter guest took {:?}", start.elapsed());
     assert_eq!(
         r.code,

@@ -12,26 +12,7 @@ fn triple_fault_stops_with_register_dump() {
         return;
     }
     let g = triple_fault_guest().expect("assemble triple-fault guest");
-    let d = scratch_dir("triple");
-    let img = d.join("tf.bin");
-    std::fs::write(&img, &g.bytes).unwrap();
-    let load = format!("{:#x}", g.load_addr);
-    let entry = format!("{:#x}", g.entry);
-    let r = run_hyperplug(
-        &[
-            "run",
-            "--image",
-            img.to_str().unwrap(),
-            "--load-addr",
-            &load,
-            "--entry",
-            &entry,
-            "--mode",
-            "protected",
-        ],
-        b"",
-        TIMEOUT,
-    );
+    let r = run_guest(&g, "triple", &[], b"");
     assert_eq!(
         r.code,
         Some(4),
@@ -56,25 +37,15 @@ fn halt_with_interrupts_disabled_stops_cleanly() {
     if !kvm_usable_or_skip("cli; hlt") {
         return;
     }
-    let d = scratch_dir("clihlt");
-    let img = d.join("clihlt.bin");
     // cli; hlt in 32-bit protected mode.
-    std::fs::write(&img, [0xfa, 0xf4]).unwrap();
-    let r = run_hyperplug(
-        &[
-            "run",
-            "--image",
-            img.to_str().unwrap(),
-            "--load-addr",
-            "0x100000",
-            "--entry",
-            "0x100000",
-            "--mode",
-            "protected",
-        ],
-        b"",
-        TIMEOUT,
-    );
+    let g = hyperplug_tests::Guest {
+        bytes: vec![0xfa, 0xf4],
+        load_addr: 0x10_0000,
+        entry: 0x10_0000,
+        mode: hyperplug_tests::Mode::Protected,
+        code: 0..2,
+    };
+    let r = run_guest(&g, "clihlt", &[], b"");
     assert_eq!(r.code, Some(6), "stderr: {}", r.stderr);
     assert!(
         r.stderr.contains("guest halted with interrupts disabled"),

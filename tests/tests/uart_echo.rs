@@ -12,26 +12,7 @@ fn guest_echoes_stdin_through_the_uart() {
         return;
     }
     let g = uart_echo_guest().expect("assemble echo guest");
-    let d = scratch_dir("echo");
-    let img = d.join("echo.bin");
-    std::fs::write(&img, &g.bytes).unwrap();
-    let load = format!("{:#x}", g.load_addr);
-    let entry = format!("{:#x}", g.entry);
-    let r = run_hyperplug(
-        &[
-            "run",
-            "--image",
-            img.to_str().unwrap(),
-            "--load-addr",
-            &load,
-            "--entry",
-            &entry,
-            "--mode",
-            "protected",
-        ],
-        b"hello, hyperplug!\nq",
-        TIMEOUT,
-    );
+    let r = run_guest(&g, "echo", &[], b"hello, hyperplug!\nq");
     assert_eq!(
         r.code,
         Some(0),

@@ -153,3 +153,32 @@ pub fn scratch_dir(name: &str) -> PathBuf {
 
 /// Generous timeout: guest kernel code is emulated at ~1 MIPS under a paravirtual KVM.
 pub const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Writes `guest` to a scratch file and runs it as a raw image
+/// (`--image --load-addr --entry --mode`), with `extra` options before it.
+pub fn run_guest(
+    guest: &hyperplug_tests::Guest,
+    name: &str,
+    extra: &[&str],
+    stdin: &[u8],
+) -> RunResult {
+    let d = scratch_dir(name);
+    let img = d.join(format!("{name}.bin"));
+    std::fs::write(&img, &guest.bytes).expect("write guest image");
+    let load = format!("{:#x}", guest.load_addr);
+    let entry = format!("{:#x}", guest.entry);
+    let mode = guest.mode.to_string();
+    let mut args: Vec<&str> = vec!["run"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&[
+        "--image",
+        img.to_str().expect("utf-8 path"),
+        "--load-addr",
+        &load,
+        "--entry",
+        &entry,
+        "--mode",
+        &mode,
+    ]);
+    run_hyperplug(&args, stdin, TIMEOUT)
+}
