@@ -62,6 +62,12 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub cpus: u32,
 
+    /// Reproducible runs: all vCPUs round-robin on one thread with a fixed
+    /// instruction quantum, and the virtual clock follows retired
+    /// instructions. Only the software backends (vmx, svm) can do this.
+    #[arg(long)]
+    pub deterministic: bool,
+
     /// Add a device: plugin name or path to a .so, then key=value options,
     /// e.g. `--device serial,port=0x2f8,irq=3` (repeatable). Naming a default
     /// device here replaces the default instance.

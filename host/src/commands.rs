@@ -271,6 +271,15 @@ pub fn run(path: &PluginPath, args: &RunArgs) -> Result<i32> {
         None
     };
     let backend = select_backend(&inv, &args.backend)?;
+    // The software backends (which bring the instruction-driven clock and the
+    // single-threaded round-robin scheduler) accept it; nothing else can.
+    if args.deterministic && !matches!(backend.name().as_str(), "vmx" | "svm") {
+        return Err(Error::Config(format!(
+            "--deterministic needs a software backend (vmx or svm): {} runs each vCPU on its own \
+             hardware thread and cannot replay instruction counts",
+            backend.name()
+        )));
+    }
     let mut m = Machine::new(&backend, platform, cfg.trace)?;
     let setup = match image_setup {
         Some(s) => s,

@@ -211,3 +211,12 @@ fn panicking_device_plugin_stops_the_vm_cleanly() {
     );
     assert!(!r.stderr.contains("stack backtrace"), "{}", r.stderr);
 }
+
+#[test]
+fn deterministic_mode_needs_a_software_backend() {
+    if !kvm_usable_or_skip("--deterministic on kvm") {
+        return;
+    }
+    let r = run(&["run", "--backend", "kvm", "--deterministic"]);
+    assert_clean_error(&r, &["--deterministic", "software backend", "kvm"]);
+}
