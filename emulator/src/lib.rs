@@ -30,7 +30,8 @@
 //! * [`flags`] — RFLAGS bits and eager flag computation.
 //! * [`model`] — the CPUID table.
 //! * `ops/` — semantics, one file per instruction family (data, arith,
-//!   logic, shift, stack, control, flagops, string, system, io); the
+//!   logic, shift, stack, control, flagops, string, system, io, bits,
+//!   atomic, bcd, misc, syscall, desc); the
 //!   supported mnemonics are listed in [`SUPPORTED`]; anything else is #UD.
 //!
 //! # Completing a stop
@@ -44,9 +45,7 @@
 //! # Not implemented yet
 //!
 //! Call gates, task switches and task gates, virtual-8086 delivery and
-//! IRET to V86, the TSS I/O bitmap, SYSCALL/SYSRET/SYSENTER/SYSEXIT, BT*,
-//! BSF/BSR, POPCNT/LZCNT/TZCNT, BMI, XADD/CMPXCHG*, BCD, PUSHA/POPA,
-//! LLDT/LTR/SLDT/STR, LAR/LSL/VERR/VERW, ARPL, SWAPGS, debug-register
+//! IRET to V86, the TSS I/O bitmap, ADCX/ADOX, debug-register
 //! breakpoints, x87/SSE (all raise #UD).
 
 pub mod bus;

@@ -25,9 +25,11 @@ fn vendor_regs(v: &[u8; 12]) -> [u32; 3] {
 
 impl Default for CpuModel {
     /// A GenuineIntel model advertising only what the engine implements:
-    /// leaf 1 EDX = PSE(3), TSC(4), MSR(5), PAE(6), PGE(13), CMOV(15), PAT(16);
-    /// leaf 0x80000001 EDX = NX(20), LM(29); 0x80000008 EAX = 48-bit linear,
-    /// 52-bit physical (SDM vol. 2, CPUID, Tables 3-8 to 3-20).
+    /// leaf 1 EDX = PSE(3), TSC(4), MSR(5), PAE(6), CX8(8), SEP(11), PGE(13),
+    /// CMOV(15), PAT(16); leaf 1 ECX = CMPXCHG16B(13), MOVBE(22), POPCNT(23);
+    /// leaf 7.0 EBX = BMI1(3), BMI2(8); leaf 0x80000001 ECX = LAHF-SAHF(0),
+    /// LZCNT(5), EDX = SYSCALL(11), NX(20), LM(29); 0x80000008 EAX = 48-bit
+    /// linear, 52-bit physical (SDM vol. 2, CPUID, Tables 3-8 to 3-20).
     fn default() -> Self {
         let [b, d, c] = vendor_regs(b"GenuineIntel");
         let e = |leaf, regs| CpuidEntry {
@@ -35,13 +37,30 @@ impl Default for CpuModel {
             subleaf: None,
             regs,
         };
-        let edx1 = (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 13) | (1 << 15) | (1 << 16);
+        let edx1 = (1 << 3)
+            | (1 << 4)
+            | (1 << 5)
+            | (1 << 6)
+            | (1 << 8)
+            | (1 << 11)
+            | (1 << 13)
+            | (1 << 15)
+            | (1 << 16);
+        let ecx1 = (1 << 13) | (1 << 22) | (1 << 23);
         Self {
             entries: vec![
-                e(0, [1, b, c, d]),
-                e(1, [0x0006_06a6, 0, 0, edx1]),
+                e(0, [7, b, c, d]),
+                e(1, [0x0006_06a6, 0, ecx1, edx1]),
+                CpuidEntry {
+                    leaf: 7,
+                    subleaf: Some(0),
+                    regs: [0, (1 << 3) | (1 << 8), 0, 0],
+                },
                 e(0x8000_0000, [0x8000_0008, 0, 0, 0]),
-                e(0x8000_0001, [0, 0, 0, (1 << 20) | (1 << 29)]),
+                e(
+                    0x8000_0001,
+                    [0, 0, 1 | (1 << 5), (1 << 11) | (1 << 20) | (1 << 29)],
+                ),
                 e(0x8000_0008, [0x3034, 0, 0, 0]),
             ],
         }

@@ -5,15 +5,21 @@
 //! memory with any addressing form, immediates).
 
 mod arith;
+mod atomic;
+mod bcd;
+mod bits;
 mod control;
 mod data;
+mod desc;
 mod flagops;
 mod io;
 mod logic;
+mod misc;
 pub mod shift;
 pub use shift::{double_value, shift_value};
 mod stack;
 mod string;
+mod syscall;
 mod system;
 
 use crate::bus::Bus;
@@ -206,6 +212,65 @@ pub const SUPPORTED: &[Mnemonic] = &[
     Mnemonic::Outsb,
     Mnemonic::Outsw,
     Mnemonic::Outsd,
+    // bits.rs
+    Mnemonic::Bt,
+    Mnemonic::Bts,
+    Mnemonic::Btr,
+    Mnemonic::Btc,
+    Mnemonic::Bsf,
+    Mnemonic::Bsr,
+    Mnemonic::Popcnt,
+    Mnemonic::Lzcnt,
+    Mnemonic::Tzcnt,
+    Mnemonic::Andn,
+    Mnemonic::Bextr,
+    Mnemonic::Blsi,
+    Mnemonic::Blsmsk,
+    Mnemonic::Blsr,
+    Mnemonic::Bzhi,
+    Mnemonic::Pdep,
+    Mnemonic::Pext,
+    Mnemonic::Mulx,
+    Mnemonic::Rorx,
+    Mnemonic::Sarx,
+    Mnemonic::Shlx,
+    Mnemonic::Shrx,
+    // atomic.rs
+    Mnemonic::Xadd,
+    Mnemonic::Cmpxchg,
+    Mnemonic::Cmpxchg8b,
+    Mnemonic::Cmpxchg16b,
+    // bcd.rs
+    Mnemonic::Daa,
+    Mnemonic::Das,
+    Mnemonic::Aaa,
+    Mnemonic::Aas,
+    Mnemonic::Aam,
+    Mnemonic::Aad,
+    // misc.rs
+    Mnemonic::Pusha,
+    Mnemonic::Pushad,
+    Mnemonic::Popa,
+    Mnemonic::Popad,
+    Mnemonic::Movbe,
+    // syscall.rs
+    Mnemonic::Syscall,
+    Mnemonic::Sysret,
+    Mnemonic::Sysretq,
+    Mnemonic::Sysenter,
+    Mnemonic::Sysexit,
+    Mnemonic::Sysexitq,
+    // desc.rs
+    Mnemonic::Lldt,
+    Mnemonic::Sldt,
+    Mnemonic::Ltr,
+    Mnemonic::Str,
+    Mnemonic::Lar,
+    Mnemonic::Lsl,
+    Mnemonic::Verr,
+    Mnemonic::Verw,
+    Mnemonic::Arpl,
+    Mnemonic::Swapgs,
 ];
 
 /// Executes the instruction in `cx`.
@@ -273,6 +338,44 @@ pub(crate) fn dispatch<B: Bus>(cx: &mut Ctx<'_, B>) -> OpResult {
         M::In | M::Out | M::Insb | M::Insw | M::Insd | M::Outsb | M::Outsw | M::Outsd => {
             io::io(cx, m)
         }
+        M::Bt | M::Bts | M::Btr | M::Btc => bits::bt(cx, m),
+        M::Bsf | M::Bsr => bits::bsf_bsr(cx, m == M::Bsr),
+        M::Popcnt => bits::popcnt(cx),
+        M::Lzcnt | M::Tzcnt => bits::lzcnt_tzcnt(cx, m == M::Lzcnt),
+        M::Andn
+        | M::Bextr
+        | M::Blsi
+        | M::Blsmsk
+        | M::Blsr
+        | M::Bzhi
+        | M::Pdep
+        | M::Pext
+        | M::Mulx
+        | M::Rorx
+        | M::Sarx
+        | M::Shlx
+        | M::Shrx => bits::bmi(cx, m),
+        M::Xadd => atomic::xadd(cx),
+        M::Cmpxchg => atomic::cmpxchg(cx),
+        M::Cmpxchg8b | M::Cmpxchg16b => atomic::cmpxchg_wide(cx, m),
+        M::Daa | M::Das | M::Aaa | M::Aas | M::Aam | M::Aad => bcd::bcd(cx, m),
+        M::Pusha | M::Pushad => misc::pusha(cx, m),
+        M::Popa | M::Popad => misc::popa(cx, m),
+        M::Movbe => misc::movbe(cx),
+        M::Syscall => syscall::syscall(cx),
+        M::Sysret | M::Sysretq => syscall::sysret(cx, m),
+        M::Sysenter => syscall::sysenter(cx),
+        M::Sysexit | M::Sysexitq => syscall::sysexit(cx, m),
+        M::Lldt
+        | M::Sldt
+        | M::Ltr
+        | M::Str
+        | M::Lar
+        | M::Lsl
+        | M::Verr
+        | M::Verw
+        | M::Arpl
+        | M::Swapgs => desc::desc(cx, m),
         _ => {
             if cx.insn.is_jcc_short_or_near() {
                 return control::jcc(cx);

@@ -28,8 +28,8 @@ const CR4_VALID: u64 = 0x7fc;
 const CR4_PAE: u64 = 1 << 5;
 const CR4_DE: u64 = 1 << 3;
 const CR4_TSD: u64 = 1 << 2;
-/// EFER bits software may set with this model: LME, NXE (LMA is read-only).
-const EFER_WRITABLE: u64 = (1 << 8) | (1 << 11);
+/// EFER bits software may set with this model: SCE, LME, NXE (LMA is read-only).
+const EFER_WRITABLE: u64 = 1 | (1 << 8) | (1 << 11);
 const EFER_LME: u64 = 1 << 8;
 
 fn insn_intercept<B: Bus>(cx: &Ctx<'_, B>, flag: InsnIntercepts, kind: InterceptKind) -> OpResult {
