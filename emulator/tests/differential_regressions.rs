@@ -75,3 +75,35 @@ fn lahf_sahf_in_64_bit_mode_follow_cpuid() {
         }
     }
 }
+
+/// XADD with a memory destination whose address uses the source register:
+/// the address is formed before the register gets the old memory value
+/// (SDM vol. 2, XADD). Found as seed 1 case 2314:
+/// `xadd [r8+r10*2+0xa7f], r10`.
+#[test]
+fn xadd_memory_address_uses_source_register() {
+    for idx in [0u64, 1, 5] {
+        let mut m = Machine::new(M::Long64);
+        let base = DATA + 0x100;
+        let slot = base + idx * 2;
+        assert!(m.bus.load(slot, &40u64.to_le_bytes()));
+        m.load(|a| {
+            a.mov(r8, base).unwrap();
+            a.mov(r10, idx).unwrap();
+            a.xadd(qword_ptr(r8 + r10 * 2), r10).unwrap();
+            a.hlt().unwrap();
+        });
+        m.cpu.rip = CODE;
+        m.run_to_hlt();
+        assert_eq!(
+            m.gpr(10),
+            40,
+            "the register gets the old memory value (idx {idx})"
+        );
+        assert_eq!(
+            m.bus.peek_u64(slot),
+            40 + idx,
+            "memory gets the sum (idx {idx})"
+        );
+    }
+}

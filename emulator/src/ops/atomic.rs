@@ -24,8 +24,18 @@ pub(super) fn xadd<B: Bus>(cx: &mut Ctx<'_, B>) -> OpResult {
     let dest = cx.read_rmw(0)?;
     let src = cx.read_op(1)?;
     let (sum, f) = flags::add(dest, src, false, size);
-    cx.write_op(1, dest)?;
-    cx.write_op(0, sum)?;
+    if cx.is_mem(0) {
+        // A memory destination's address may use the source register, which
+        // must still hold its old value when the address is formed (writes
+        // are buffered until the instruction completes, so a fault changes
+        // nothing).
+        cx.write_op(0, sum)?;
+        cx.write_op(1, dest)?;
+    } else {
+        // Register pair: SRC := DEST, then DEST := TEMP, so `xadd r, r` keeps the sum.
+        cx.write_op(1, dest)?;
+        cx.write_op(0, sum)?;
+    }
     cx.cpu.rflags = merge(cx.cpu.rflags, f, STATUS);
     Ok(())
 }

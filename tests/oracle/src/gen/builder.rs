@@ -257,6 +257,11 @@ impl<'r> Builder<'r> {
                     self.emit(i, None, Fixup::Branch(l))?;
                 }
                 GOp::LeaLabel(r, l) => {
+                    // An indirect call/jmp through `r` may reach the label with
+                    // the flags as they are here.
+                    if let Some(u) = self.label_undef.get_mut(l.0) {
+                        *u |= self.undef;
+                    }
                     let m = MemoryOperand::with_base_displ(Register::RIP, FAKE_IP as i64);
                     let i = Instruction::with2(Code::Lea_r64_m, r, m)
                         .map_err(|e| OracleError::Encode(e.to_string()))?;
