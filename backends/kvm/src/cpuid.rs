@@ -47,12 +47,19 @@ mod tests {
         e[0].ecx = 0xffff_ffff;
         e[1].ecx = 0xffff_ffff;
         let mut with_host = e;
-        hide_absent_apic(&mut with_host, true);
+        hide_absent_apic(&mut with_host, true, true);
         assert_eq!(
             with_host[0].edx, 0xffff_ffff,
             "the host's xAPIC is advertised"
         );
-        hide_absent_apic(&mut e, false);
+        assert_eq!(
+            with_host[0].ecx, !LEAF1_ECX_TSC_DEADLINE,
+            "x2APIC kept when forwarded"
+        );
+        let mut no_fwd = e;
+        hide_absent_apic(&mut no_fwd, true, false);
+        assert_eq!(no_fwd[0].ecx, !(LEAF1_ECX_X2APIC | LEAF1_ECX_TSC_DEADLINE));
+        hide_absent_apic(&mut e, false, true);
         assert_eq!(e[0].edx, !LEAF1_EDX_APIC);
         assert_eq!(e[0].ecx, !(LEAF1_ECX_X2APIC | LEAF1_ECX_TSC_DEADLINE));
         assert_eq!(
