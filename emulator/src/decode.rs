@@ -12,18 +12,28 @@
 //! a page boundary are never cached (their second page could be remapped
 //! independently).
 
+use crate::fast::{classify, is_safe, Fast};
 use iced_x86::{Decoder, DecoderError, DecoderOptions, Instruction};
 
 /// Number of cache slots (direct-mapped, a power of two).
 pub const DCACHE_SLOTS: usize = 8192;
 
-/// One decoded instruction with its bytes.
+/// One decoded instruction with its bytes and what the engine derives
+/// from it once, at decode time.
 #[derive(Debug, Clone, Copy)]
 pub struct Decoded {
     /// The instruction (decoded at IP 0).
     pub insn: Instruction,
     /// Its bytes (first `insn.len()` valid).
     pub bytes: [u8; 15],
+    /// Its length.
+    pub len: u8,
+    /// Address size in bytes (2, 4, 8).
+    pub asz: u8,
+    /// Its general handler leaves paging, CPL, segments and the TLB alone.
+    pub safe: bool,
+    /// The fast-path form.
+    pub(crate) fast: Fast,
 }
 
 #[derive(Clone, Copy)]
@@ -85,6 +95,10 @@ impl DecodeCache {
             d: Decoded {
                 insn: Instruction::default(),
                 bytes: [0; 15],
+                len: 0,
+                asz: 0,
+                safe: false,
+                fast: Fast::None,
             },
         };
         Self {
@@ -107,6 +121,14 @@ impl DecodeCache {
             self.misses += 1;
             None
         }
+    }
+
+    /// Whether instructions of page `gfn` may be cached (a filter: false
+    /// positives, no false negatives).
+    #[inline]
+    pub fn may_hold_page(&self, gfn: u64) -> bool {
+        let (w, b) = filter_bit(gfn);
+        self.filter[w] & b != 0
     }
 
     /// Caches `d` at `gpa` (it must not cross a page).
@@ -173,6 +195,25 @@ pub enum DecodeOutcome {
     Invalid,
 }
 
+/// Address size from the legacy prefixes (SDM vol. 1, 3.6.1, Tables 3-3 and
+/// 3-4 "Effective Operand- and Address-Size Attributes"; 0x67 toggles it).
+fn address_size(bitness: u32, bytes: &[u8]) -> u8 {
+    let mut has67 = false;
+    for &b in bytes {
+        match b {
+            0x67 => has67 = true,
+            0xf0 | 0xf2 | 0xf3 | 0x2e | 0x36 | 0x3e | 0x26 | 0x64 | 0x65 | 0x66 => {}
+            0x40..=0x4f if bitness == 64 => {}
+            _ => break,
+        }
+    }
+    match (bitness, has67) {
+        (16, false) | (32, true) => 2,
+        (64, false) => 8,
+        _ => 4,
+    }
+}
+
 /// Decodes one instruction from `bytes` at `bitness` (16, 32, 64).
 pub fn decode(bitness: u32, bytes: &[u8]) -> DecodeOutcome {
     let mut dec = Decoder::with_ip(bitness, bytes, 0, DecoderOptions::NONE);
@@ -183,7 +224,15 @@ pub fn decode(bitness: u32, bytes: &[u8]) -> DecodeOutcome {
             let mut b = [0u8; 15];
             let n = insn.len().min(15);
             b[..n].copy_from_slice(&bytes[..n]);
-            DecodeOutcome::Ok(Decoded { insn, bytes: b })
+            let asz = address_size(bitness, &b[..n]);
+            DecodeOutcome::Ok(Decoded {
+                insn,
+                bytes: b,
+                len: n as u8,
+                asz,
+                safe: is_safe(&insn),
+                fast: classify(&insn, bitness, asz),
+            })
         }
         DecoderError::NoMoreBytes if bytes.len() < 15 => DecodeOutcome::NeedMore,
         _ => DecodeOutcome::Invalid,

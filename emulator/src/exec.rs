@@ -5,10 +5,12 @@ use crate::bus::Bus;
 use crate::cpu::{Cpu, Mode, SegReg};
 use crate::decode::{decode, DecodeCache, DecodeOutcome, Decoded};
 use crate::exception::{vector, Exception, Fault, OpResult};
+use crate::fast::FastStop;
 use crate::flags;
 use crate::mem::{bus_fault, is_canonical, PendingWrite};
 use crate::model::CpuModel;
 use crate::policy::{Event, EventKind, Intercept, InterceptKind, InterceptPolicy};
+use crate::utlb::Utlb;
 use hyperplug_mmu::tlb::Tlb;
 use hyperplug_mmu::track::WriteTracker;
 use hyperplug_mmu::{Access, AccessKind, PagingContext};
@@ -19,7 +21,7 @@ use std::sync::Arc;
 /// write buffer, CPU model.
 pub struct Engine {
     pub(crate) st: EngineState,
-    dcache: DecodeCache,
+    pub(crate) dcache: DecodeCache,
 }
 
 /// The parts of the engine an executing instruction reaches.
@@ -29,6 +31,8 @@ pub(crate) struct EngineState {
     pub(crate) wbuf: Vec<PendingWrite>,
     pub(crate) model: CpuModel,
     last_paging: PagingContext,
+    /// Translations the TLB granted, for the fast path and fetches.
+    pub(crate) utlb: Utlb,
 }
 
 impl std::fmt::Debug for Engine {
@@ -58,6 +62,9 @@ pub(crate) struct Ctx<'a, B: Bus> {
     pub(crate) cpl: u8,
     /// A REP string instruction has more iterations: RIP stays on it.
     pub(crate) rep_more: bool,
+    /// Translations may come from (and go to) the micro-TLB: nothing in
+    /// this instruction so far can have changed what it caches.
+    pub(crate) utlb_ok: bool,
 }
 
 /// Registers restored when an instruction faults.
@@ -75,25 +82,6 @@ enum Step {
     Stop(EventKind, bool),
 }
 
-/// Address size from the legacy prefixes (SDM vol. 1, 3.6.1, Tables 3-3 and
-/// 3-4 "Effective Operand- and Address-Size Attributes"; 0x67 toggles it).
-fn address_size(bitness: u32, bytes: &[u8]) -> u8 {
-    let mut has67 = false;
-    for &b in bytes {
-        match b {
-            0x67 => has67 = true,
-            0xf0 | 0xf2 | 0xf3 | 0x2e | 0x36 | 0x3e | 0x26 | 0x64 | 0x65 | 0x66 => {}
-            0x40..=0x4f if bitness == 64 => {}
-            _ => break,
-        }
-    }
-    match (bitness, has67) {
-        (16, false) | (32, true) => 2,
-        (64, false) => 8,
-        _ => 4,
-    }
-}
-
 impl Engine {
     /// An engine for a vCPU of a VM whose page-table write tracker is `tracker`.
     pub fn new(tracker: Arc<WriteTracker>) -> Self {
@@ -104,6 +92,7 @@ impl Engine {
                 wbuf: Vec::with_capacity(64),
                 model: CpuModel::default(),
                 last_paging: PagingContext::default(),
+                utlb: Utlb::new(),
             },
             dcache: DecodeCache::new(),
         }
@@ -129,11 +118,13 @@ impl Engine {
     pub fn invalidate_gpa(&mut self, gpa: u64, len: u64) {
         self.dcache.on_write(gpa, len);
         self.st.tracker.on_guest_write(gpa, len);
+        self.st.utlb.invalidate();
     }
 
     /// Drops every cached translation and decode.
     pub fn flush(&mut self) {
         self.st.tlb.flush_all();
+        self.st.utlb.invalidate();
         self.dcache.clear();
     }
 
@@ -154,6 +145,8 @@ impl Engine {
             self.st.tlb.on_cr_write(&self.st.last_paging, &now);
             self.st.last_paging = now;
         }
+        // The caller may have changed anything, including the bus.
+        self.st.utlb.invalidate();
         let mut retired = 0u64;
         let mut steps = 0u64;
         let done = |kind, retired, steps| Event {
@@ -203,6 +196,14 @@ impl Engine {
             if steps >= budget {
                 return done(EventKind::Budget, retired, steps);
             }
+            // The checks above give the same answer at every boundary the
+            // fast loop crosses (see `fast`).
+            if Self::fast_ok(cpu) {
+                if let FastStop::Budget = self.run_fast(cpu, bus, budget, &mut steps, &mut retired)
+                {
+                    return done(EventKind::Budget, retired, steps);
+                }
+            }
             steps += 1;
             match self.step(cpu, bus, policy) {
                 Step::Retired => retired += 1,
@@ -226,7 +227,9 @@ impl Engine {
         mode: Mode,
     ) -> OpResult<(Decoded, u64)> {
         let bitness = mode.bitness();
+        self.st.utlb.sync(&self.st.tracker);
         let mut cx = Ctx::new(cpu, bus, &mut self.st, policy, mode);
+        cx.utlb_ok = true;
         let lin = if mode == Mode::Long64 {
             if !is_canonical(cx.cpu.rip, cx.cpu.cr4 & (1 << 12) != 0) {
                 return Err(Exception::gp(0).into());
@@ -239,7 +242,7 @@ impl Engine {
         let gpa = cx.translate(lin, acc)?;
         if let Some(d) = self.dcache.get(gpa, bitness) {
             let d = *d;
-            Self::check_cs_limit(cpu, mode, d.insn.len())?;
+            Self::check_cs_limit(cpu, mode, usize::from(d.len))?;
             return Ok((d, gpa));
         }
         let mut buf = [0u8; 15];
@@ -272,7 +275,7 @@ impl Engine {
                 }
             }
         };
-        Self::check_cs_limit(cpu, mode, d.insn.len())?;
+        Self::check_cs_limit(cpu, mode, usize::from(d.len))?;
         Ok((d, gpa))
     }
 
@@ -301,11 +304,12 @@ impl Engine {
             Ok(x) => x,
             Err(f) => return self.fault(cpu, bus, policy, f, snap, None),
         };
-        let len = d.insn.len();
+        let len = usize::from(d.len);
         let mut cx = Ctx::new(cpu, bus, &mut self.st, policy, mode);
         cx.insn = d.insn;
         cx.bytes = d.bytes;
-        cx.asz = address_size(mode.bitness(), &d.bytes[..len]);
+        cx.asz = d.asz;
+        cx.utlb_ok = d.safe;
         cx.next_rip = cx.wrap_ip(cx.rip.wrapping_add(len as u64));
         // The shadow covers exactly one instruction (SDM vol. 3, 6.8.3).
         cx.cpu.sti_shadow = false;
@@ -313,6 +317,9 @@ impl Engine {
         cx.cpu.rip = cx.next_rip;
         let r = crate::ops::dispatch(&mut cx);
         let rep_more = cx.rep_more;
+        if !d.safe {
+            self.st.utlb.invalidate();
+        }
         match r {
             Ok(()) => {
                 if rep_more {
@@ -355,6 +362,7 @@ impl Engine {
         cpu.rip = snap.rip;
         cpu.rflags = snap.rflags;
         self.st.wbuf.clear();
+        self.st.utlb.invalidate();
         match f {
             Fault::Event(k) => Step::Stop(k, false),
             Fault::Exception(e) => {
@@ -470,6 +478,7 @@ impl Engine {
         let mut cx = Ctx::new(cpu, bus, &mut self.st, policy, mode);
         cx.next_rip = cx.rip;
         let r = cx.deliver(v, code, src);
+        self.st.utlb.invalidate();
         match r {
             Ok(()) => {
                 cpu.halted = false;
@@ -538,6 +547,7 @@ impl<'a, B: Bus> Ctx<'a, B> {
             mode,
             cpl,
             rep_more: false,
+            utlb_ok: false,
         }
     }
 

@@ -54,12 +54,14 @@ pub mod decode;
 mod deliver;
 pub mod exception;
 mod exec;
+mod fast;
 pub mod flags;
 mod mem;
 pub mod model;
 pub(crate) mod ops;
 pub mod policy;
 mod seg;
+mod utlb;
 
 pub use bus::{Bus, BusStop, FlatBus};
 pub use cpu::{Cpu, Mode, Seg, SegReg};

@@ -149,6 +149,20 @@ impl<B: Bus> Ctx<'_, B> {
         if self.cpu.cr0 & CR0_PG == 0 {
             return Ok(lin & 0xffff_ffff);
         }
+        if self.utlb_ok {
+            let (k, imp, cpl) = (access.kind, access.implicit_supervisor, access.cpl);
+            if let Some(gpa) = self.eng.utlb.lookup(k, lin, imp, cpl) {
+                return Ok(gpa);
+            }
+            let gpa = self.translate_tlb(lin, access)?;
+            self.eng.utlb.fill(k, lin, imp, cpl, gpa);
+            return Ok(gpa);
+        }
+        self.translate_tlb(lin, access)
+    }
+
+    /// Translates through the MMU's TLB (and walker).
+    fn translate_tlb(&mut self, lin: u64, access: Access) -> OpResult<u64> {
         let ctx = self.cpu.paging();
         self.eng
             .tlb

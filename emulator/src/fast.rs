@@ -1,0 +1,838 @@
+//! The fast path: pre-decoded forms of the hottest 64-bit instructions
+//! (register ALU, MOV, Jcc/JMP/CALL/RET near, PUSH/POP r64, loads and
+//! stores), executed straight from the decoded-instruction cache with the
+//! micro-TLB, without the general path's snapshot, write buffer and operand
+//! decoding.
+//!
+//! Every fast form has the same semantics as its general handler (the flag
+//! helpers are shared), and a fast instruction changes nothing until every
+//! check that could fault or stop it has passed: on anything unusual (a
+//! micro-TLB or decode-cache miss, a non-canonical address, a page split, a
+//! bus stop) it hands the instruction, untouched, to the general path, which
+//! then raises the fault or the event exactly as before.
+//!
+//! The fast loop runs only while nothing it skips could matter: 64-bit
+//! mode, RFLAGS.TF = 0, no interrupt shadow, no alignment checking; and
+//! none of its instructions can change IF, the shadows, the halt state or
+//! anything the interrupt checks between instructions read, so those checks
+//! give the same answer at every boundary inside the loop.
+
+use crate::bus::Bus;
+use crate::cpu::{reg, Cpu, SegReg, CR0_AM};
+use crate::exec::Engine;
+use crate::flags::{self, cond, mask, merge, CF, STATUS};
+use crate::mem::is_canonical;
+use crate::ops::{gpr_loc, sreg_of};
+use hyperplug_mmu::AccessKind;
+use iced_x86::{Code, Instruction, Mnemonic, OpKind, Register};
+
+/// A two-operand ALU operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AluOp {
+    Add,
+    Or,
+    Adc,
+    Sbb,
+    And,
+    Sub,
+    Xor,
+    Cmp,
+    Test,
+}
+
+/// A memory operand in 64-bit mode with a 64-bit address size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MemRef {
+    /// Base GPR, [`NO_REG`] or [`RIP_REG`].
+    base: u8,
+    /// Index GPR or [`NO_REG`].
+    index: u8,
+    scale: u8,
+    /// FS or GS (their bases apply in 64-bit mode), else none.
+    fs_gs: Option<SegReg>,
+    disp: u64,
+}
+
+const NO_REG: u8 = 0xff;
+const RIP_REG: u8 = 0xfe;
+
+/// The pre-decoded fast form of an instruction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fast {
+    /// Not a fast form: the general path runs it.
+    None,
+    /// ALU op between two GPRs (low byte, word, dword, qword).
+    AluRR {
+        op: AluOp,
+        dst: u8,
+        src: u8,
+        size: u8,
+    },
+    /// ALU op between a GPR and an immediate.
+    AluRI {
+        op: AluOp,
+        dst: u8,
+        imm: u64,
+        size: u8,
+    },
+    /// INC/DEC of a GPR.
+    IncDec { inc: bool, reg: u8, size: u8 },
+    /// MOV between GPRs.
+    MovRR { dst: u8, src: u8, size: u8 },
+    /// MOV of an immediate to a GPR.
+    MovRI { dst: u8, imm: u64, size: u8 },
+    /// MOV GPR ← memory.
+    Load { dst: u8, size: u8, m: MemRef },
+    /// MOV memory ← GPR.
+    Store { src: u8, size: u8, m: MemRef },
+    /// Jcc rel (64-bit target).
+    Jcc { cc: u8, rel: u64 },
+    /// JMP rel.
+    Jmp { rel: u64 },
+    /// CALL rel (pushes 8 bytes).
+    Call { rel: u64 },
+    /// RET (near, 8 bytes, no immediate).
+    Ret,
+    /// PUSH r64.
+    Push { reg: u8 },
+    /// POP r64.
+    Pop { reg: u8 },
+    /// REP MOVS with a 64-bit address size.
+    RepMovs { size: u8, src_seg: Option<SegReg> },
+    /// REP STOS with a 64-bit address size.
+    RepStos { size: u8 },
+}
+
+/// A GPR operand whose value sits in the low bits (no AH/CH/DH/BH): (index, size).
+fn low_gpr(r: Register) -> Option<(u8, u8)> {
+    match gpr_loc(r)? {
+        (i, 0, sz) => Some((i as u8, sz)),
+        _ => None,
+    }
+}
+
+fn alu_op(m: Mnemonic) -> Option<AluOp> {
+    Some(match m {
+        Mnemonic::Add => AluOp::Add,
+        Mnemonic::Or => AluOp::Or,
+        Mnemonic::Adc => AluOp::Adc,
+        Mnemonic::Sbb => AluOp::Sbb,
+        Mnemonic::And => AluOp::And,
+        Mnemonic::Sub => AluOp::Sub,
+        Mnemonic::Xor => AluOp::Xor,
+        Mnemonic::Cmp => AluOp::Cmp,
+        Mnemonic::Test => AluOp::Test,
+        _ => return None,
+    })
+}
+
+fn is_imm(k: OpKind) -> bool {
+    matches!(
+        k,
+        OpKind::Immediate8
+            | OpKind::Immediate16
+            | OpKind::Immediate32
+            | OpKind::Immediate64
+            | OpKind::Immediate8to16
+            | OpKind::Immediate8to32
+            | OpKind::Immediate8to64
+            | OpKind::Immediate32to64
+    )
+}
+
+fn mem_ref(i: &Instruction, asz: u8) -> Option<MemRef> {
+    if asz != 8 {
+        return None;
+    }
+    let reg_index = |r: Register| -> Option<u8> {
+        match r {
+            Register::None => Some(NO_REG),
+            Register::RIP => Some(RIP_REG),
+            _ => match gpr_loc(r)? {
+                (n, 0, 8) => Some(n as u8),
+                _ => None,
+            },
+        }
+    };
+    let base = reg_index(i.memory_base())?;
+    let index = reg_index(i.memory_index())?;
+    if index == RIP_REG {
+        return None;
+    }
+    let fs_gs = match sreg_of(i.memory_segment()) {
+        Some(s @ (SegReg::Fs | SegReg::Gs)) => Some(s),
+        Some(_) => None,
+        None => return None,
+    };
+    Some(MemRef {
+        base,
+        index,
+        scale: i.memory_index_scale() as u8,
+        fs_gs,
+        disp: i.memory_displacement64(),
+    })
+}
+
+/// The fast form of `i` (decoded at `bitness` with address size `asz`).
+pub(crate) fn classify(i: &Instruction, bitness: u32, asz: u8) -> Fast {
+    if bitness != 64 || i.has_lock_prefix() {
+        return Fast::None;
+    }
+    classify64(i, asz).unwrap_or(Fast::None)
+}
+
+fn classify64(i: &Instruction, asz: u8) -> Option<Fast> {
+    let m = i.mnemonic();
+    if let Some(op) = alu_op(m) {
+        if i.op_count() != 2 || i.op0_kind() != OpKind::Register {
+            return None;
+        }
+        let (dst, size) = low_gpr(i.op0_register())?;
+        return match i.op1_kind() {
+            OpKind::Register => {
+                let (src, s2) = low_gpr(i.op1_register())?;
+                (s2 == size).then_some(Fast::AluRR { op, dst, src, size })
+            }
+            k if is_imm(k) => Some(Fast::AluRI {
+                op,
+                dst,
+                imm: i.immediate(1),
+                size,
+            }),
+            _ => None,
+        };
+    }
+    match m {
+        Mnemonic::Inc | Mnemonic::Dec if i.op0_kind() == OpKind::Register => {
+            let (reg, size) = low_gpr(i.op0_register())?;
+            Some(Fast::IncDec {
+                inc: m == Mnemonic::Inc,
+                reg,
+                size,
+            })
+        }
+        Mnemonic::Mov => match (i.op0_kind(), i.op1_kind()) {
+            (OpKind::Register, OpKind::Register) => {
+                let (dst, size) = low_gpr(i.op0_register())?;
+                let (src, s2) = low_gpr(i.op1_register())?;
+                (s2 == size).then_some(Fast::MovRR { dst, src, size })
+            }
+            (OpKind::Register, k) if is_imm(k) => {
+                let (dst, size) = low_gpr(i.op0_register())?;
+                Some(Fast::MovRI {
+                    dst,
+                    imm: i.immediate(1),
+                    size,
+                })
+            }
+            (OpKind::Register, OpKind::Memory) => {
+                let (dst, size) = low_gpr(i.op0_register())?;
+                (i.memory_size().size() == usize::from(size)).then_some(())?;
+                Some(Fast::Load {
+                    dst,
+                    size,
+                    m: mem_ref(i, asz)?,
+                })
+            }
+            (OpKind::Memory, OpKind::Register) => {
+                let (src, size) = low_gpr(i.op1_register())?;
+                (i.memory_size().size() == usize::from(size)).then_some(())?;
+                Some(Fast::Store {
+                    src,
+                    size,
+                    m: mem_ref(i, asz)?,
+                })
+            }
+            _ => None,
+        },
+        _ if i.is_jcc_short_or_near() && i.op0_kind() == OpKind::NearBranch64 => Some(Fast::Jcc {
+            cc: (i.condition_code() as u8).wrapping_sub(1),
+            rel: i.near_branch_target(),
+        }),
+        Mnemonic::Jmp if i.op0_kind() == OpKind::NearBranch64 => Some(Fast::Jmp {
+            rel: i.near_branch_target(),
+        }),
+        Mnemonic::Call if i.op0_kind() == OpKind::NearBranch64 => Some(Fast::Call {
+            rel: i.near_branch_target(),
+        }),
+        _ => match i.code() {
+            Code::Retnq => Some(Fast::Ret),
+            Code::Push_r64 => Some(Fast::Push {
+                reg: low_gpr(i.op0_register())?.0,
+            }),
+            Code::Pop_r64 => Some(Fast::Pop {
+                reg: low_gpr(i.op0_register())?.0,
+            }),
+            Code::Movsb_m8_m8 | Code::Movsw_m16_m16 | Code::Movsd_m32_m32 | Code::Movsq_m64_m64
+                if i.has_rep_prefix() && asz == 8 =>
+            {
+                let src_seg = match sreg_of(i.memory_segment()) {
+                    Some(s @ (SegReg::Fs | SegReg::Gs)) => Some(s),
+                    Some(_) => None,
+                    None => return None,
+                };
+                Some(Fast::RepMovs {
+                    size: i.memory_size().size() as u8,
+                    src_seg,
+                })
+            }
+            Code::Stosb_m8_AL | Code::Stosw_m16_AX | Code::Stosd_m32_EAX | Code::Stosq_m64_RAX
+                if i.has_rep_prefix() && asz == 8 =>
+            {
+                Some(Fast::RepStos {
+                    size: i.memory_size().size() as u8,
+                })
+            }
+            _ => None,
+        },
+    }
+}
+
+/// Whether the general handler of `i` leaves the paging context, CPL,
+/// segment state and TLB alone (so the micro-TLB stays valid across it).
+pub(crate) fn is_safe(i: &Instruction) -> bool {
+    use Mnemonic as M;
+    let m = i.mnemonic();
+    let plain_regs = (0..i.op_count()).all(|n| {
+        i.op_kind(n) != OpKind::Register
+            || matches!(gpr_loc(i.op_register(n)), Some(_))
+            || (m == M::Push && sreg_of(i.op_register(n)).is_some())
+    });
+    if !plain_regs {
+        return false;
+    }
+    match m {
+        M::Jmp | M::Call => {
+            !(i.is_jmp_far() || i.is_jmp_far_indirect() || i.is_call_far())
+                && !i.is_call_far_indirect()
+        }
+        M::Mov
+        | M::Movzx
+        | M::Movsx
+        | M::Movsxd
+        | M::Xchg
+        | M::Lea
+        | M::Cbw
+        | M::Cwde
+        | M::Cdqe
+        | M::Cwd
+        | M::Cdq
+        | M::Cqo
+        | M::Bswap
+        | M::Lahf
+        | M::Sahf
+        | M::Xlatb
+        | M::Add
+        | M::Adc
+        | M::Sub
+        | M::Sbb
+        | M::Cmp
+        | M::Inc
+        | M::Dec
+        | M::Neg
+        | M::Mul
+        | M::Imul
+        | M::Div
+        | M::Idiv
+        | M::And
+        | M::Or
+        | M::Xor
+        | M::Not
+        | M::Test
+        | M::Shl
+        | M::Sal
+        | M::Shr
+        | M::Sar
+        | M::Rol
+        | M::Ror
+        | M::Rcl
+        | M::Rcr
+        | M::Shld
+        | M::Shrd
+        | M::Push
+        | M::Pop
+        | M::Pushf
+        | M::Pushfd
+        | M::Pushfq
+        | M::Enter
+        | M::Leave
+        | M::Ret
+        | M::Loop
+        | M::Loope
+        | M::Loopne
+        | M::Jcxz
+        | M::Jecxz
+        | M::Jrcxz
+        | M::Clc
+        | M::Stc
+        | M::Cmc
+        | M::Cld
+        | M::Std
+        | M::Movsb
+        | M::Movsw
+        | M::Movsd
+        | M::Movsq
+        | M::Stosb
+        | M::Stosw
+        | M::Stosd
+        | M::Stosq
+        | M::Lodsb
+        | M::Lodsw
+        | M::Lodsd
+        | M::Lodsq
+        | M::Cmpsb
+        | M::Cmpsw
+        | M::Cmpsd
+        | M::Cmpsq
+        | M::Scasb
+        | M::Scasw
+        | M::Scasd
+        | M::Scasq
+        | M::Bt
+        | M::Bts
+        | M::Btr
+        | M::Btc
+        | M::Bsf
+        | M::Bsr
+        | M::Popcnt
+        | M::Lzcnt
+        | M::Tzcnt
+        | M::Andn
+        | M::Bextr
+        | M::Blsi
+        | M::Blsmsk
+        | M::Blsr
+        | M::Bzhi
+        | M::Pdep
+        | M::Pext
+        | M::Mulx
+        | M::Rorx
+        | M::Sarx
+        | M::Shlx
+        | M::Shrx
+        | M::Xadd
+        | M::Cmpxchg
+        | M::Cmpxchg8b
+        | M::Cmpxchg16b
+        | M::Daa
+        | M::Das
+        | M::Aaa
+        | M::Aas
+        | M::Aam
+        | M::Aad
+        | M::Pusha
+        | M::Pushad
+        | M::Popa
+        | M::Popad
+        | M::Movbe
+        | M::Nop => true,
+        _ => i.is_jcc_short_or_near(),
+    }
+}
+
+/// Writes `v` into the low `size` bytes of `g` (8/16-bit merge, 32-bit
+/// zero-extension; SDM vol. 1, 3.4.1.1).
+#[inline(always)]
+fn put(g: &mut u64, size: u8, v: u64) {
+    *g = match size {
+        8 => v,
+        4 => v & 0xffff_ffff,
+        _ => (*g & !mask(size)) | (v & mask(size)),
+    };
+}
+
+/// Result and status flags of `op` as the general handlers compute them.
+#[inline(always)]
+fn alu(op: AluOp, a: u64, b: u64, rflags: u64, size: u8) -> (u64, u64) {
+    let c = rflags & CF != 0;
+    match op {
+        AluOp::Add => flags::add(a, b, false, size),
+        AluOp::Adc => flags::add(a, b, c, size),
+        AluOp::Sub | AluOp::Cmp => flags::sub(a, b, false, size),
+        AluOp::Sbb => flags::sub(a, b, c, size),
+        AluOp::Or => {
+            let r = (a | b) & mask(size);
+            (r, flags::logic(r, size))
+        }
+        AluOp::Xor => {
+            let r = (a ^ b) & mask(size);
+            (r, flags::logic(r, size))
+        }
+        AluOp::And | AluOp::Test => {
+            let r = a & b & mask(size);
+            (r, flags::logic(r, size))
+        }
+    }
+}
+
+/// What stopped the fast loop.
+pub(crate) enum FastStop {
+    /// The next instruction needs the general path.
+    Slow,
+    /// The budget is used up.
+    Budget,
+}
+
+/// Inputs of the fast loop that stay constant inside it.
+struct Env {
+    cpl: u8,
+    la57: bool,
+}
+
+impl Env {
+    #[inline(always)]
+    fn canonical(&self, a: u64, size: u64) -> bool {
+        is_canonical(a, self.la57) && is_canonical(a.wrapping_add(size - 1), self.la57)
+    }
+}
+
+impl Engine {
+    /// Whether the fast loop may run on `cpu` now.
+    #[inline]
+    pub(crate) fn fast_ok(cpu: &Cpu) -> bool {
+        cpu.rflags & flags::TF == 0
+            && !cpu.sti_shadow
+            && !cpu.ss_shadow
+            && !cpu.halted
+            && cpu.mode() == crate::cpu::Mode::Long64
+            && !(cpu.cr0 & CR0_AM != 0 && cpu.rflags & flags::AC != 0 && cpu.cpl() == 3)
+    }
+
+    /// Runs fast instructions while `steps < budget`, counting them.
+    pub(crate) fn run_fast<B: Bus>(
+        &mut self,
+        cpu: &mut Cpu,
+        bus: &mut B,
+        budget: u64,
+        steps: &mut u64,
+        retired: &mut u64,
+    ) -> FastStop {
+        let env = Env {
+            cpl: cpu.cpl(),
+            la57: cpu.cr4 & (1 << 12) != 0,
+        };
+        loop {
+            if *steps >= budget {
+                return FastStop::Budget;
+            }
+            self.st.utlb.sync(&self.st.tracker);
+            let rip = cpu.rip;
+            let Some(gpa) = self
+                .st
+                .utlb
+                .lookup(AccessKind::Execute, rip, false, env.cpl)
+            else {
+                return FastStop::Slow;
+            };
+            let Some(d) = self.dcache.get(gpa, 64) else {
+                return FastStop::Slow;
+            };
+            let (fast, len) = (d.fast, u64::from(d.len));
+            let next = rip.wrapping_add(len);
+            match fast {
+                Fast::None => return FastStop::Slow,
+                Fast::RepMovs { .. } | Fast::RepStos { .. } => {
+                    match self.rep_bulk(cpu, bus, &env, fast, next, budget - *steps) {
+                        Some((n, done)) => {
+                            *steps += n;
+                            *retired += u64::from(done);
+                            continue;
+                        }
+                        None => return FastStop::Slow,
+                    }
+                }
+                _ => {
+                    if !self.exec_fast(cpu, bus, &env, fast, rip, next) {
+                        return FastStop::Slow;
+                    }
+                }
+            }
+            *steps += 1;
+            *retired += 1;
+        }
+    }
+
+    #[inline(always)]
+    fn mem_lin(cpu: &Cpu, env: &Env, m: &MemRef, rip: u64, size: u8) -> Option<u64> {
+        let g = &cpu.gpr;
+        let mut a = m.disp;
+        if m.base == RIP_REG {
+            a = a.wrapping_add(rip);
+        } else if m.base != NO_REG {
+            a = a.wrapping_add(g[usize::from(m.base)]);
+        }
+        if m.index != NO_REG {
+            a = a.wrapping_add(g[usize::from(m.index)].wrapping_mul(u64::from(m.scale)));
+        }
+        if let Some(s) = m.fs_gs {
+            a = a.wrapping_add(cpu.seg[s as usize].base);
+        }
+        let size = u64::from(size);
+        (env.canonical(a, size) && (a & 0xfff) + size <= 4096).then_some(a)
+    }
+
+    /// Reads `size` bytes at canonical, page-contained `lin`.
+    #[inline(always)]
+    fn fast_read<B: Bus>(&self, bus: &mut B, env: &Env, lin: u64, size: u8) -> Option<u64> {
+        let gpa = self.st.utlb.lookup(AccessKind::Read, lin, false, env.cpl)?;
+        let mut b = [0u8; 8];
+        bus.read_phys(gpa, &mut b[..usize::from(size)]).ok()?;
+        Some(u64::from_le_bytes(b))
+    }
+
+    /// The guest-physical address of a write of `size` bytes at `lin`, if
+    /// the micro-TLB has it and the bus accepts it.
+    #[inline(always)]
+    fn fast_write_check<B: Bus>(&self, bus: &mut B, env: &Env, lin: u64, size: u8) -> Option<u64> {
+        let gpa = self
+            .st
+            .utlb
+            .lookup(AccessKind::Write, lin, false, env.cpl)?;
+        bus.check_write(gpa, usize::from(size)).ok()?;
+        Some(gpa)
+    }
+
+    /// Writes after [`Engine::fast_write_check`], as `commit` does.
+    #[inline(always)]
+    fn fast_write<B: Bus>(&mut self, bus: &mut B, gpa: u64, size: u8, v: u64) -> bool {
+        let n = usize::from(size);
+        if bus.write_phys(gpa, &v.to_le_bytes()[..n]).is_err() {
+            return false;
+        }
+        self.dcache.on_write(gpa, u64::from(size));
+        self.st.tracker.on_guest_write(gpa, u64::from(size));
+        true
+    }
+
+    /// Executes one fast instruction; `false` (with nothing changed) if it
+    /// needs the general path.
+    #[inline(always)]
+    fn exec_fast<B: Bus>(
+        &mut self,
+        cpu: &mut Cpu,
+        bus: &mut B,
+        env: &Env,
+        fast: Fast,
+        rip: u64,
+        next: u64,
+    ) -> bool {
+        match fast {
+            Fast::AluRR { op, dst, src, size } => {
+                let b = cpu.gpr[usize::from(src)];
+                self::alu_to(cpu, op, dst, b, size);
+            }
+            Fast::AluRI { op, dst, imm, size } => self::alu_to(cpu, op, dst, imm, size),
+            Fast::IncDec { inc, reg, size } => {
+                let a = cpu.gpr[usize::from(reg)];
+                let (res, f) = if inc {
+                    flags::add(a, 1, false, size)
+                } else {
+                    flags::sub(a, 1, false, size)
+                };
+                put(&mut cpu.gpr[usize::from(reg)], size, res);
+                cpu.rflags = merge(cpu.rflags, f, STATUS & !CF);
+            }
+            Fast::MovRR { dst, src, size } => {
+                let v = cpu.gpr[usize::from(src)];
+                put(&mut cpu.gpr[usize::from(dst)], size, v);
+            }
+            Fast::MovRI { dst, imm, size } => put(&mut cpu.gpr[usize::from(dst)], size, imm),
+            Fast::Load { dst, size, m } => {
+                let Some(lin) = Self::mem_lin(cpu, env, &m, rip, size) else {
+                    return false;
+                };
+                let Some(v) = self.fast_read(bus, env, lin, size) else {
+                    return false;
+                };
+                put(&mut cpu.gpr[usize::from(dst)], size, v);
+            }
+            Fast::Store { src, size, m } => {
+                let Some(lin) = Self::mem_lin(cpu, env, &m, rip, size) else {
+                    return false;
+                };
+                let Some(gpa) = self.fast_write_check(bus, env, lin, size) else {
+                    return false;
+                };
+                let v = cpu.gpr[usize::from(src)];
+                if !self.fast_write(bus, gpa, size, v) {
+                    return false;
+                }
+            }
+            Fast::Jcc { cc, rel } => {
+                if cond(cpu.rflags, cc) {
+                    let t = rip.wrapping_add(rel);
+                    if !is_canonical(t, env.la57) {
+                        return false;
+                    }
+                    cpu.rip = t;
+                    return true;
+                }
+            }
+            Fast::Jmp { rel } => {
+                let t = rip.wrapping_add(rel);
+                if !is_canonical(t, env.la57) {
+                    return false;
+                }
+                cpu.rip = t;
+                return true;
+            }
+            Fast::Call { rel } => {
+                let t = rip.wrapping_add(rel);
+                let sp = cpu.gpr[reg::RSP].wrapping_sub(8);
+                if !is_canonical(t, env.la57) || !env.canonical(sp, 8) || sp & 0xfff > 4088 {
+                    return false;
+                }
+                let Some(gpa) = self.fast_write_check(bus, env, sp, 8) else {
+                    return false;
+                };
+                if !self.fast_write(bus, gpa, 8, next) {
+                    return false;
+                }
+                cpu.gpr[reg::RSP] = sp;
+                cpu.rip = t;
+                return true;
+            }
+            Fast::Ret => {
+                let sp = cpu.gpr[reg::RSP];
+                if !env.canonical(sp, 8) || sp & 0xfff > 4088 {
+                    return false;
+                }
+                let Some(t) = self.fast_read(bus, env, sp, 8) else {
+                    return false;
+                };
+                if !is_canonical(t, env.la57) {
+                    return false;
+                }
+                cpu.gpr[reg::RSP] = sp.wrapping_add(8);
+                cpu.rip = t;
+                return true;
+            }
+            Fast::Push { reg: r } => {
+                let sp = cpu.gpr[reg::RSP].wrapping_sub(8);
+                if !env.canonical(sp, 8) || sp & 0xfff > 4088 {
+                    return false;
+                }
+                let Some(gpa) = self.fast_write_check(bus, env, sp, 8) else {
+                    return false;
+                };
+                let v = cpu.gpr[usize::from(r)];
+                if !self.fast_write(bus, gpa, 8, v) {
+                    return false;
+                }
+                cpu.gpr[reg::RSP] = sp;
+            }
+            Fast::Pop { reg: r } => {
+                let sp = cpu.gpr[reg::RSP];
+                if !env.canonical(sp, 8) || sp & 0xfff > 4088 {
+                    return false;
+                }
+                let Some(v) = self.fast_read(bus, env, sp, 8) else {
+                    return false;
+                };
+                // RSP is incremented before the destination is written (POP RSP).
+                cpu.gpr[reg::RSP] = sp.wrapping_add(8);
+                cpu.gpr[usize::from(r)] = v;
+            }
+            Fast::None | Fast::RepMovs { .. } | Fast::RepStos { .. } => return false,
+        }
+        cpu.rip = next;
+        true
+    }
+
+    /// A run of iterations of REP MOVS/STOS (DF = 0) within one source and
+    /// one destination page, at most `left` of them: `Some((iterations,
+    /// finished))`, or `None` (nothing done) when the general path must run
+    /// the next iteration. Each iteration is one step, as in the general path.
+    fn rep_bulk<B: Bus>(
+        &mut self,
+        cpu: &mut Cpu,
+        bus: &mut B,
+        env: &Env,
+        fast: Fast,
+        next: u64,
+        left: u64,
+    ) -> Option<(u64, bool)> {
+        let (size, src_seg) = match fast {
+            Fast::RepMovs { size, src_seg } => (size, Some(src_seg)),
+            Fast::RepStos { size } => (size, None),
+            _ => return None,
+        };
+        let count = cpu.gpr[reg::RCX];
+        if count == 0 || cpu.rflags & flags::DF != 0 {
+            return None;
+        }
+        let sz = u64::from(size);
+        let di = cpu.gpr[reg::RDI];
+        let room = |a: u64| (4096 - (a & 0xfff)) / sz;
+        let mut n = count.min(left).min(room(di));
+        let si = cpu.gpr[reg::RSI];
+        let src_lin = match src_seg {
+            Some(s) => {
+                let lin = si.wrapping_add(s.map_or(0, |s| cpu.seg[s as usize].base));
+                n = n.min(room(lin));
+                Some(lin)
+            }
+            None => None,
+        };
+        if n == 0 {
+            return None;
+        }
+        let bytes = n * sz;
+        if !env.canonical(di, bytes) {
+            return None;
+        }
+        let dst = self.st.utlb.lookup(AccessKind::Write, di, false, env.cpl)?;
+        // A write to cached code or to a paging structure may change what
+        // the following iterations fetch or translate: step through those.
+        if self.dcache.may_hold_page(dst >> 12) || self.st.tracker.is_tracked(dst >> 12) {
+            return None;
+        }
+        let mut buf = [0u8; 4096];
+        let data = &mut buf[..bytes as usize];
+        match src_lin {
+            Some(lin) => {
+                if !env.canonical(lin, bytes) {
+                    return None;
+                }
+                let src = self.st.utlb.lookup(AccessKind::Read, lin, false, env.cpl)?;
+                // Overlap with the destination ahead of the source: each
+                // iteration would read what an earlier one wrote.
+                if dst > src && dst < src + bytes {
+                    return None;
+                }
+                bus.read_phys(src, data).ok()?;
+            }
+            None => {
+                let v = cpu.gpr[reg::RAX].to_le_bytes();
+                for c in data.chunks_exact_mut(usize::from(size)) {
+                    c.copy_from_slice(&v[..usize::from(size)]);
+                }
+            }
+        }
+        bus.check_write(dst, data.len()).ok()?;
+        bus.write_phys(dst, data).ok()?;
+        self.dcache.on_write(dst, bytes);
+        self.st.tracker.on_guest_write(dst, bytes);
+        cpu.gpr[reg::RDI] = di.wrapping_add(bytes);
+        if src_lin.is_some() {
+            cpu.gpr[reg::RSI] = si.wrapping_add(bytes);
+        }
+        let c = count - n;
+        cpu.gpr[reg::RCX] = c;
+        if c == 0 {
+            cpu.rip = next;
+        }
+        Some((n, c == 0))
+    }
+}
+
+/// Applies ALU `op` with source `b` to GPR `dst`.
+#[inline(always)]
+fn alu_to(cpu: &mut Cpu, op: AluOp, dst: u8, b: u64, size: u8) {
+    let d = usize::from(dst);
+    let (res, f) = alu(op, cpu.gpr[d], b, cpu.rflags, size);
+    if !matches!(op, AluOp::Cmp | AluOp::Test) {
+        put(&mut cpu.gpr[d], size, res);
+    }
+    cpu.rflags = merge(cpu.rflags, f, STATUS);
+}
