@@ -15,6 +15,7 @@
 //! - [`multiboot`]: multiboot v1 header encoding and lookup.
 //! - [`decode`]: decoding helpers used by the checks.
 //! - [`emu_runner`]: runs native-oracle cases on the emulator and compares outcomes.
+//! - [`kvm_oracle`]: the /dev/kvm CPL-0 oracle (16/32/64-bit) against the emulator.
 
 #[path = "../../host/guest/asm.rs"]
 pub mod asm;
@@ -24,6 +25,7 @@ pub mod embedded_guest;
 pub mod emu_runner;
 pub mod guests;
 pub mod kit;
+pub mod kvm_oracle;
 pub mod mmu_guest;
 pub mod multiboot;
 pub mod platform_guests;
