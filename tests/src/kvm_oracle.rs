@@ -296,7 +296,7 @@ pub fn compare(case: &KCase, kvm: &KvmResult, emu: &Result<emu::EmuRun, String>)
     };
     let frame = kvm
         .exception
-        .and_then(|_| layout::frame_bytes(case.bits, kvm.gpr[4], emu.outcome.exception));
+        .and_then(|_| layout::frame_bytes(case.bits, kvm.gpr[4], kvm.exception));
     let diffs = differences(case, kvm, &emu.outcome, emu.undefined, frame);
     if diffs.is_empty() {
         return Verdict::Match(kvm.exception.map_or("completed", |e| vector_name(e.vector)));
@@ -402,3 +402,88 @@ impl ModeStats {
 
 /// Mnemonics the differential test leaves out of generated cases (see the test).
 pub type Exclusions = Vec<(Bits, Mnemonic)>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn case(bits: Bits) -> KCase {
+        KCase {
+            bits,
+            code: vec![0x90],
+            gpr: [0; 16],
+            rflags: 0,
+            data: vec![0; layout::DATA_SIZE],
+        }
+    }
+
+    fn outcome() -> KOutcome {
+        KOutcome {
+            gpr: [0; 16],
+            rflags: 2,
+            ip: layout::CODE + 1,
+            exception: None,
+            data: vec![0; layout::DATA_SIZE],
+        }
+    }
+
+    #[test]
+    fn differences_respect_mode_width_undefined_flags_and_frame() {
+        let c = case(Bits::Prot32);
+        let a = outcome();
+        let mut b = outcome();
+        assert!(differences(&c, &a, &b, 0, None).is_empty());
+        // Bits 63:32 and R8-R15 are not visible outside 64-bit mode.
+        b.gpr[0] = 1 << 40;
+        b.gpr[9] = 5;
+        assert!(differences(&c, &a, &b, 0, None).is_empty());
+        assert_eq!(differences(&case(Bits::Long64), &a, &b, 0, None).len(), 2);
+        b.gpr = [0; 16];
+        b.rflags |= rflags::ZF;
+        assert_eq!(differences(&c, &a, &b, 0, None).len(), 1);
+        assert!(differences(&c, &a, &b, rflags::ZF, None).is_empty());
+        b.rflags = a.rflags;
+        b.data[0x40] = 1;
+        assert_eq!(differences(&c, &a, &b, 0, None).len(), 1);
+        assert!(differences(&c, &a, &b, 0, Some(0x3c..0x48)).is_empty());
+        b.exception = Some(KException {
+            vector: 0,
+            error_code: None,
+        });
+        assert_eq!(differences(&c, &a, &b, 0, Some(0x3c..0x48)).len(), 1);
+    }
+
+    #[test]
+    fn frame_bytes_per_mode() {
+        let sp = layout::DATA + 0x80;
+        let gp = Some(KException {
+            vector: 13,
+            error_code: Some(0),
+        });
+        let de = Some(KException {
+            vector: 0,
+            error_code: None,
+        });
+        // (mode, exception, range)
+        let table = [
+            (Bits::Real16, de, Some(0x7a..0x80)),
+            (Bits::Prot32, de, Some(0x74..0x80)),
+            (Bits::Prot32, gp, Some(0x70..0x80)),
+            (Bits::Long64, gp, None),
+        ];
+        for (bits, e, want) in table {
+            assert_eq!(layout::frame_bytes(bits, sp, e), want, "{bits}");
+        }
+        // Below the data area: nothing to exempt.
+        assert_eq!(layout::frame_bytes(Bits::Prot32, 0x100, de), None);
+    }
+
+    #[test]
+    fn failing_instruction_from_kvm_report() {
+        // The report seen for AAS (0x3f) in real mode: length 15, then the bytes.
+        let why = "KVM internal error: suberror=1 (emulation failure) ndata=8 \
+                   data=[0x1 0xccccccd765e93f0f 0xcccccccccccccccc 0x1000 0x0]";
+        assert_eq!(failing_mnemonic(Bits::Real16, why), Some(Mnemonic::Aas));
+        assert_eq!(failing_mnemonic(Bits::Real16, "no data"), None);
+    }
+}

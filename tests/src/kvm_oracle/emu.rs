@@ -241,3 +241,70 @@ fn count_operand(i: &Instruction, n: u32, cpu: &Cpu) -> u64 {
         _ => 1,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(bits: Bits, code: &[u8]) -> EmuRun {
+        let mut gpr = [0u64; 16];
+        gpr[4] = DATA + 0xc0;
+        gpr[3] = DATA + 0x40;
+        let c = KCase {
+            bits,
+            code: code.to_vec(),
+            gpr,
+            rflags: 0,
+            data: vec![0; DATA_SIZE],
+        };
+        // The terminator is never executed: the run stops at its address.
+        KEmu::new().run(&c, &[0xf4]).expect("runs")
+    }
+
+    #[test]
+    fn completes_faults_and_traps_in_every_mode() {
+        for bits in Bits::ALL {
+            // mov eax, 5 (B8 + imm in the mode's operand size); add al, 7
+            let mut code = vec![0xb8, 5, 0];
+            if bits != Bits::Real16 {
+                code.extend_from_slice(&[0, 0]);
+            }
+            code.extend_from_slice(&[0x04, 7]);
+            let r = run(bits, &code);
+            assert_eq!(r.outcome.exception, None, "{bits}");
+            assert_eq!(r.outcome.gpr[0], 12, "{bits}");
+            assert_eq!(r.outcome.ip, CODE + code.len() as u64, "{bits}");
+            // xor cx, cx / xor ecx, ecx; div cl: #DE at the DIV (a fault).
+            let r = run(bits, &[0x31, 0xc9, 0xf6, 0xf1]);
+            let e = r.outcome.exception.expect("#DE");
+            assert_eq!((e.vector, r.outcome.ip), (0, CODE + 2), "{bits}");
+            // nop; int3: #BP, a trap, so the saved IP follows it.
+            let r = run(bits, &[0x90, 0xcc, 0x90]);
+            let e = r.outcome.exception.expect("#BP");
+            assert_eq!((e.vector, r.outcome.ip), (3, CODE + 2), "{bits}");
+            // mov [bx/ebx/rbx], al writes the data area.
+            let code: &[u8] = if bits == Bits::Real16 {
+                &[0xb0, 0x5a, 0x88, 0x07]
+            } else {
+                &[0xb0, 0x5a, 0x88, 0x03]
+            };
+            let r = run(bits, code);
+            assert_eq!(r.outcome.data[0x40], 0x5a, "{bits}");
+        }
+    }
+
+    #[test]
+    fn undefined_flags_follow_the_path() {
+        // mul cl leaves SF ZF AF PF undefined; add defines them again.
+        let r = run(Bits::Prot32, &[0xf6, 0xe1]);
+        assert_eq!(
+            r.undefined,
+            rflags::SF | rflags::ZF | rflags::AF | rflags::PF
+        );
+        let r = run(Bits::Prot32, &[0xf6, 0xe1, 0x04, 1]);
+        assert_eq!(r.undefined, 0);
+        // mul cl; lahf reads the undefined flags.
+        let r = run(Bits::Prot32, &[0xf6, 0xe1, 0x9f]);
+        assert!(r.undefined_read.is_some());
+    }
+}
