@@ -3,7 +3,8 @@
 //! 16 MiB of 4-KiB pages with 4-level paging, (c) REP MOVSB / REP STOSB,
 //! (d) a CALL/RET-heavy loop. All run in 64-bit mode on a [`FlatBus`].
 //!
-//! Run with `cargo bench -p hyperplug-emulator`. For (c) an element is one
+//! Run with `cargo bench -p hyperplug-emulator` (`ENGINE_BENCH=a_alu` limits
+//! it to one workload, setup included). For (c) an element is one
 //! REP iteration (a budget step, see `Engine::execute`); for the others it
 //! is one retired instruction.
 
@@ -158,16 +159,17 @@ fn calls(a: &mut CodeAssembler) {
 
 /// One workload: runs the program to HLT per iteration, counting retired
 /// instructions (or steps, for REP).
-fn workload(
-    c: &mut Criterion,
-    name: &str,
-    program: fn(&mut CodeAssembler),
-    count_steps: bool,
-) {
+fn workload(c: &mut Criterion, name: &str, program: fn(&mut CodeAssembler), count_steps: bool) {
+    // `ENGINE_BENCH=<name part>` skips the other workloads' setup (profiling).
+    if let Ok(only) = std::env::var("ENGINE_BENCH") {
+        if !name.contains(&only) {
+            return;
+        }
+    }
     let (cpu0, mut bus) = machine(program);
     let mut eng = Engine::standalone();
     let policy = InterceptPolicy::default();
-    let mut run = |eng: &mut Engine, bus: &mut FlatBus| {
+    let run = |eng: &mut Engine, bus: &mut FlatBus| {
         let mut cpu = cpu0.clone();
         let e = eng.execute(&mut cpu, bus, &policy, u64::MAX);
         assert_eq!(e.kind, EventKind::Hlt, "{name}: stopped at {:#x}", cpu.rip);

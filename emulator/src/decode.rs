@@ -54,6 +54,9 @@ pub struct DecodeCache {
     pub misses: u64,
     /// Pages invalidated by guest writes.
     pub invalidations: u64,
+    /// Bumped whenever cached instructions are dropped (blocks built from
+    /// them are stale then).
+    pub(crate) generation: u64,
 }
 
 impl std::fmt::Debug for DecodeCache {
@@ -107,6 +110,7 @@ impl DecodeCache {
             hits: 0,
             misses: 0,
             invalidations: 0,
+            generation: 0,
         }
     }
 
@@ -121,6 +125,13 @@ impl DecodeCache {
             self.misses += 1;
             None
         }
+    }
+
+    /// The cached instruction at `gpa` for `bitness`, without counting.
+    #[inline]
+    pub(crate) fn peek(&self, gpa: u64, bitness: u32) -> Option<&Decoded> {
+        let s = &self.slots[index(gpa)];
+        (s.tag == tag(gpa, bitness)).then_some(&s.d)
     }
 
     /// Whether instructions of page `gfn` may be cached (a filter: false
@@ -161,6 +172,7 @@ impl DecodeCache {
     #[cold]
     fn invalidate_page(&mut self, gfn: u64) {
         self.invalidations += 1;
+        self.generation += 1;
         let (w, b) = filter_bit(gfn);
         self.filter[w] &= !b;
         let mut refill = [0u64; 64];
@@ -178,6 +190,7 @@ impl DecodeCache {
 
     /// Drops everything.
     pub fn clear(&mut self) {
+        self.generation += 1;
         for s in self.slots.iter_mut() {
             s.tag = EMPTY_TAG;
         }

@@ -1,6 +1,7 @@
 //! The engine: fetch, decode (through the cache), execute, commit, and
 //! deliver events, until the budget is used or something must stop.
 
+use crate::block::Blocks;
 use crate::bus::Bus;
 use crate::cpu::{Cpu, Mode, SegReg};
 use crate::decode::{decode, DecodeCache, DecodeOutcome, Decoded};
@@ -22,6 +23,7 @@ use std::sync::Arc;
 pub struct Engine {
     pub(crate) st: EngineState,
     pub(crate) dcache: DecodeCache,
+    pub(crate) blocks: Blocks,
 }
 
 /// The parts of the engine an executing instruction reaches.
@@ -95,6 +97,7 @@ impl Engine {
                 utlb: Utlb::new(),
             },
             dcache: DecodeCache::new(),
+            blocks: Blocks::new(),
         }
     }
 

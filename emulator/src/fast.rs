@@ -17,10 +17,12 @@
 //! anything the interrupt checks between instructions read, so those checks
 //! give the same answer at every boundary inside the loop.
 
+use crate::block::Blocks;
 use crate::bus::Bus;
 use crate::cpu::{reg, Cpu, SegReg, CR0_AM};
 use crate::exec::Engine;
-use crate::flags::{self, cond, mask, merge, CF, STATUS};
+use crate::flags::{self, cond};
+use crate::lazy::{mask_of, Lazy};
 use crate::mem::is_canonical;
 use crate::ops::{gpr_loc, sreg_of};
 use hyperplug_mmu::AccessKind;
@@ -295,7 +297,7 @@ pub(crate) fn is_safe(i: &Instruction) -> bool {
     let m = i.mnemonic();
     let plain_regs = (0..i.op_count()).all(|n| {
         i.op_kind(n) != OpKind::Register
-            || matches!(gpr_loc(i.op_register(n)), Some(_))
+            || gpr_loc(i.op_register(n)).is_some()
             || (m == M::Push && sreg_of(i.op_register(n)).is_some())
     });
     if !plain_regs {
@@ -303,8 +305,10 @@ pub(crate) fn is_safe(i: &Instruction) -> bool {
     }
     match m {
         M::Jmp | M::Call => {
-            !(i.is_jmp_far() || i.is_jmp_far_indirect() || i.is_call_far())
-                && !i.is_call_far_indirect()
+            !(i.is_jmp_far()
+                || i.is_jmp_far_indirect()
+                || i.is_call_far()
+                || i.is_call_far_indirect())
         }
         M::Mov
         | M::Movzx
@@ -434,35 +438,10 @@ pub(crate) fn is_safe(i: &Instruction) -> bool {
 /// zero-extension; SDM vol. 1, 3.4.1.1).
 #[inline(always)]
 fn put(g: &mut u64, size: u8, v: u64) {
-    *g = match size {
-        8 => v,
-        4 => v & 0xffff_ffff,
-        _ => (*g & !mask(size)) | (v & mask(size)),
-    };
-}
-
-/// Result and status flags of `op` as the general handlers compute them.
-#[inline(always)]
-fn alu(op: AluOp, a: u64, b: u64, rflags: u64, size: u8) -> (u64, u64) {
-    let c = rflags & CF != 0;
-    match op {
-        AluOp::Add => flags::add(a, b, false, size),
-        AluOp::Adc => flags::add(a, b, c, size),
-        AluOp::Sub | AluOp::Cmp => flags::sub(a, b, false, size),
-        AluOp::Sbb => flags::sub(a, b, c, size),
-        AluOp::Or => {
-            let r = (a | b) & mask(size);
-            (r, flags::logic(r, size))
-        }
-        AluOp::Xor => {
-            let r = (a ^ b) & mask(size);
-            (r, flags::logic(r, size))
-        }
-        AluOp::And | AluOp::Test => {
-            let r = a & b & mask(size);
-            (r, flags::logic(r, size))
-        }
-    }
+    let m = mask_of(size);
+    // Sizes 1 and 2 keep the upper bits; 4 and 8 replace the whole register.
+    let keep = !m & u64::from(size < 4).wrapping_neg();
+    *g = (*g & keep) | (v & m);
 }
 
 /// What stopped the fast loop.
@@ -498,7 +477,8 @@ impl Engine {
             && !(cpu.cr0 & CR0_AM != 0 && cpu.rflags & flags::AC != 0 && cpu.cpl() == 3)
     }
 
-    /// Runs fast instructions while `steps < budget`, counting them.
+    /// Runs fast instructions while `steps < budget`, counting them; RFLAGS
+    /// is up to date when it returns.
     pub(crate) fn run_fast<B: Bus>(
         &mut self,
         cpu: &mut Cpu,
@@ -507,49 +487,93 @@ impl Engine {
         steps: &mut u64,
         retired: &mut u64,
     ) -> FastStop {
+        let mut lz = Lazy::NONE;
+        let mut blocks = std::mem::take(&mut self.blocks);
+        let (stop, st, rt) =
+            self.fast_loop(cpu, bus, budget, (*steps, *retired), &mut lz, &mut blocks);
+        *steps = st;
+        *retired = rt;
+        self.blocks = blocks;
+        lz.materialize(cpu);
+        stop
+    }
+
+    #[inline(always)]
+    fn fast_loop<B: Bus>(
+        &mut self,
+        cpu: &mut Cpu,
+        bus: &mut B,
+        budget: u64,
+        (mut st, mut rt): (u64, u64),
+        lz: &mut Lazy,
+        blocks: &mut Blocks,
+    ) -> (FastStop, u64, u64) {
         let env = Env {
             cpl: cpu.cpl(),
             la57: cpu.cr4 & (1 << 12) != 0,
         };
-        loop {
-            if *steps >= budget {
-                return FastStop::Budget;
+        // The code page the loop is on (linear page, guest-physical page),
+        // valid while the micro-TLB keeps the epoch it was looked up in.
+        let mut code_lin = u64::MAX;
+        let mut code_gpa = 0;
+        let mut code_epoch = 0;
+        let stop = 'run: loop {
+            if st >= budget {
+                break 'run FastStop::Budget;
             }
             self.st.utlb.sync(&self.st.tracker);
             let rip = cpu.rip;
-            let Some(gpa) = self
-                .st
-                .utlb
-                .lookup(AccessKind::Execute, rip, false, env.cpl)
-            else {
-                return FastStop::Slow;
+            let gpa = if rip >> 12 == code_lin && self.st.utlb.epoch() == code_epoch {
+                code_gpa | (rip & 0xfff)
+            } else {
+                let Some(g) = self
+                    .st
+                    .utlb
+                    .lookup(AccessKind::Execute, rip, false, env.cpl)
+                else {
+                    break 'run FastStop::Slow;
+                };
+                code_lin = rip >> 12;
+                code_gpa = g & !0xfff;
+                code_epoch = self.st.utlb.epoch();
+                g
             };
+            if let Some(bi) = blocks.find(gpa, &self.dcache) {
+                let b = &blocks.slots[bi];
+                for op in &b.ops[..usize::from(b.n)] {
+                    if st >= budget {
+                        break 'run FastStop::Budget;
+                    }
+                    if !self.exec_fast(cpu, bus, &env, lz, op.fast, op.len) {
+                        break 'run FastStop::Slow;
+                    }
+                    st += 1;
+                    rt += 1;
+                }
+                continue;
+            }
             let Some(d) = self.dcache.get(gpa, 64) else {
-                return FastStop::Slow;
+                break 'run FastStop::Slow;
             };
             let (fast, len) = (d.fast, u64::from(d.len));
             let next = rip.wrapping_add(len);
-            match fast {
-                Fast::None => return FastStop::Slow,
-                Fast::RepMovs { .. } | Fast::RepStos { .. } => {
-                    match self.rep_bulk(cpu, bus, &env, fast, next, budget - *steps) {
-                        Some((n, done)) => {
-                            *steps += n;
-                            *retired += u64::from(done);
-                            continue;
-                        }
-                        None => return FastStop::Slow,
+            if let Fast::RepMovs { .. } | Fast::RepStos { .. } = fast {
+                match self.rep_bulk(cpu, bus, &env, fast, next, budget - st) {
+                    Some((n, done)) => {
+                        st += n;
+                        rt += u64::from(done);
+                        continue;
                     }
-                }
-                _ => {
-                    if !self.exec_fast(cpu, bus, &env, fast, rip, next) {
-                        return FastStop::Slow;
-                    }
+                    None => break 'run FastStop::Slow,
                 }
             }
-            *steps += 1;
-            *retired += 1;
-        }
+            if !self.exec_fast(cpu, bus, &env, lz, fast, len as u8) {
+                break 'run FastStop::Slow;
+            }
+            st += 1;
+            rt += 1;
+        };
+        (stop, st, rt)
     }
 
     #[inline(always)]
@@ -612,25 +636,22 @@ impl Engine {
         cpu: &mut Cpu,
         bus: &mut B,
         env: &Env,
+        lz: &mut Lazy,
         fast: Fast,
-        rip: u64,
-        next: u64,
+        len: u8,
     ) -> bool {
+        let rip = cpu.rip;
+        let next = rip.wrapping_add(u64::from(len));
         match fast {
             Fast::AluRR { op, dst, src, size } => {
                 let b = cpu.gpr[usize::from(src)];
-                self::alu_to(cpu, op, dst, b, size);
+                self::alu_to(cpu, lz, op, dst, b, size);
             }
-            Fast::AluRI { op, dst, imm, size } => self::alu_to(cpu, op, dst, imm, size),
+            Fast::AluRI { op, dst, imm, size } => self::alu_to(cpu, lz, op, dst, imm, size),
             Fast::IncDec { inc, reg, size } => {
                 let a = cpu.gpr[usize::from(reg)];
-                let (res, f) = if inc {
-                    flags::add(a, 1, false, size)
-                } else {
-                    flags::sub(a, 1, false, size)
-                };
+                let res = lz.incdec(cpu, a, inc, size);
                 put(&mut cpu.gpr[usize::from(reg)], size, res);
-                cpu.rflags = merge(cpu.rflags, f, STATUS & !CF);
             }
             Fast::MovRR { dst, src, size } => {
                 let v = cpu.gpr[usize::from(src)];
@@ -659,6 +680,7 @@ impl Engine {
                 }
             }
             Fast::Jcc { cc, rel } => {
+                lz.materialize(cpu);
                 if cond(cpu.rflags, cc) {
                     let t = rip.wrapping_add(rel);
                     if !is_canonical(t, env.la57) {
@@ -826,13 +848,46 @@ impl Engine {
     }
 }
 
-/// Applies ALU `op` with source `b` to GPR `dst`.
+/// Applies ALU `op` with source `b` to GPR `dst`, flags pending in `lz`.
 #[inline(always)]
-fn alu_to(cpu: &mut Cpu, op: AluOp, dst: u8, b: u64, size: u8) {
+fn alu_to(cpu: &mut Cpu, lz: &mut Lazy, op: AluOp, dst: u8, b: u64, size: u8) {
     let d = usize::from(dst);
-    let (res, f) = alu(op, cpu.gpr[d], b, cpu.rflags, size);
-    if !matches!(op, AluOp::Cmp | AluOp::Test) {
-        put(&mut cpu.gpr[d], size, res);
-    }
-    cpu.rflags = merge(cpu.rflags, f, STATUS);
+    let a = cpu.gpr[d];
+    let m = mask_of(size);
+    let res = match op {
+        AluOp::Add => lz.add(a, b, false, size),
+        AluOp::Adc => {
+            let c = lz.cf(cpu);
+            lz.add(a, b, c, size)
+        }
+        AluOp::Sub => lz.sub(a, b, false, size),
+        AluOp::Sbb => {
+            let c = lz.cf(cpu);
+            lz.sub(a, b, c, size)
+        }
+        AluOp::Cmp => {
+            lz.sub(a, b, false, size);
+            return;
+        }
+        AluOp::Test => {
+            lz.logic(a & b & m, size);
+            return;
+        }
+        AluOp::Or => {
+            let r = (a | b) & m;
+            lz.logic(r, size);
+            r
+        }
+        AluOp::Xor => {
+            let r = (a ^ b) & m;
+            lz.logic(r, size);
+            r
+        }
+        AluOp::And => {
+            let r = a & b & m;
+            lz.logic(r, size);
+            r
+        }
+    };
+    put(&mut cpu.gpr[d], size, res);
 }

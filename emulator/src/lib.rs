@@ -48,6 +48,7 @@
 //! IRET to V86, the TSS I/O bitmap, ADCX/ADOX, debug-register
 //! breakpoints, x87/SSE (all raise #UD).
 
+mod block;
 pub mod bus;
 pub mod cpu;
 pub mod decode;
@@ -56,6 +57,7 @@ pub mod exception;
 mod exec;
 mod fast;
 pub mod flags;
+mod lazy;
 mod mem;
 pub mod model;
 pub(crate) mod ops;

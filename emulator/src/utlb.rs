@@ -66,6 +66,12 @@ impl Utlb {
         }
     }
 
+    /// The current epoch (changes whenever the entries are dropped).
+    #[inline]
+    pub(crate) fn epoch(&self) -> u32 {
+        self.epoch
+    }
+
     /// Drops every entry.
     #[inline]
     pub(crate) fn invalidate(&mut self) {
