@@ -1,5 +1,5 @@
-//! The second differential oracle: /dev/kvm running CPL-0 guest code in real mode
-//! (16-bit), 32-bit flat protected mode and 64-bit long mode, against the Hyperplug
+//! The second differential oracle: /dev/kvm running CPL-0 guest code in real mode,
+//! 16-bit and 32-bit protected mode and 64-bit long mode, against the Hyperplug
 //! emulator.
 //!
 //! * [`gen`] builds random cases ([`KCase`]): a snippet of integer instructions for one
@@ -36,6 +36,9 @@ use std::fmt::{self, Write};
 pub enum Bits {
     /// Real mode, 16-bit code, segment bases 0 (SDM vol. 3, 21.1).
     Real16,
+    /// Protected mode, a 16-bit code segment (D = 0, limit 0xffff) with the flat
+    /// 32-bit data and stack segments of [`Bits::Prot32`] (SDM vol. 3, 3.4.5).
+    Prot16,
     /// Protected mode, flat 32-bit code and data segments, paging off (SDM vol. 3, 3.2.1).
     Prot32,
     /// IA-32e 64-bit mode, identity-mapped with one 2-MiB page (SDM vol. 3, 4.5).
@@ -44,12 +47,12 @@ pub enum Bits {
 
 impl Bits {
     /// All modes the oracle runs.
-    pub const ALL: [Bits; 3] = [Bits::Real16, Bits::Prot32, Bits::Long64];
+    pub const ALL: [Bits; 4] = [Bits::Real16, Bits::Prot16, Bits::Prot32, Bits::Long64];
 
     /// Default operand/address size in bits.
     pub fn width(self) -> u32 {
         match self {
-            Bits::Real16 => 16,
+            Bits::Real16 | Bits::Prot16 => 16,
             Bits::Prot32 => 32,
             Bits::Long64 => 64,
         }
@@ -77,6 +80,7 @@ impl Bits {
     pub fn name(self) -> &'static str {
         match self {
             Bits::Real16 => "real16",
+            Bits::Prot16 => "prot16",
             Bits::Prot32 => "prot32",
             Bits::Long64 => "long64",
         }

@@ -1,5 +1,5 @@
 //! The differential test of the emulator against /dev/kvm running CPL-0 code in real
-//! mode (16-bit), 32-bit protected mode and 64-bit long mode
+//! mode, 16-bit and 32-bit protected mode and 64-bit long mode
 //! ([`hyperplug_tests::kvm_oracle`]): random integer snippets run in a batch guest
 //! under KVM and on the emulator; GPRs, defined status flags, DF, IF, the data area
 //! and the raised exception (vector, error code, saved IP) must agree.
@@ -20,10 +20,10 @@ use std::io::Write;
 use std::time::Instant;
 use support::*;
 
-/// Compared cases required per mode in CI (about 8% are KVM internal errors).
-const PER_MODE_MIN: u64 = 2_500;
+/// Compared cases required per mode in CI (up to 11% are KVM internal errors).
+const PER_MODE_MIN: u64 = 2_000;
 /// Cases generated per mode by default (about 2 s per mode here).
-const PER_MODE: u64 = 3_000;
+const PER_MODE: u64 = 2_500;
 /// Default seed.
 const SEED: u64 = 0x6b76_6d30;
 
@@ -37,6 +37,8 @@ const AVOIDED: &[&str] = &[
     "CMPXCHG r32 destination in 64-bit mode uses memory: on a failed compare KVM's emulator \
      writes the register back (clearing bits 63:32), the CPU (checked natively) leaves it \
      alone, as the emulator does (KVM limit)",
+    "no ENTER/LEAVE in 16-bit protected mode (32-bit stack): KVM's emulator pushes BP \
+     with the stack size, the CPU with the operand size (SDM vol. 2A ENTER) (KVM limit)",
     "POPF never loads TF: the emulator delivers the TF single-step #DB through the IDT \
      without consulting InterceptPolicy::exceptions (emulator bug: exec.rs step() calls \
      deliver_fault directly)",

@@ -266,7 +266,7 @@ mod tests {
         for bits in Bits::ALL {
             // mov eax, 5 (B8 + imm in the mode's operand size); add al, 7
             let mut code = vec![0xb8, 5, 0];
-            if bits != Bits::Real16 {
+            if bits.width() != 16 {
                 code.extend_from_slice(&[0, 0]);
             }
             code.extend_from_slice(&[0x04, 7]);
@@ -283,7 +283,7 @@ mod tests {
             let e = r.outcome.exception.expect("#BP");
             assert_eq!((e.vector, r.outcome.ip), (3, CODE + 2), "{bits}");
             // mov [bx/ebx/rbx], al writes the data area.
-            let code: &[u8] = if bits == Bits::Real16 {
+            let code: &[u8] = if bits.width() == 16 {
                 &[0xb0, 0x5a, 0x88, 0x07]
             } else {
                 &[0xb0, 0x5a, 0x88, 0x03]

@@ -148,7 +148,7 @@ impl Gen<'_> {
     fn size(&mut self) -> u32 {
         let sizes: &[u32] = if self.bits == Bits::Long64 {
             &[8, 16, 32, 64, 64]
-        } else if self.bits == Bits::Real16 {
+        } else if self.bits.width() == 16 {
             &[8, 16, 16, 32]
         } else {
             &[8, 16, 32, 32]
@@ -546,7 +546,7 @@ impl Gen<'_> {
                 self.group(f)?;
                 let skipped = self.code.split_off(at);
                 let suffix = match b {
-                    Bits::Real16 => 16,
+                    Bits::Real16 | Bits::Prot16 => 16,
                     Bits::Prot32 => 32,
                     Bits::Long64 => 64,
                 };
@@ -682,8 +682,11 @@ impl Gen<'_> {
                 Some(())
             }
             _ => {
-                // enter n, 0 ... leave, when BP is not the base.
-                if self.base.full_register() == Register::RBP {
+                // enter n, 0 ... leave, when BP is not the base. Not with a 16-bit
+                // operand size on a 32-bit stack (16-bit protected mode): KVM's
+                // emulator pushes BP with the stack's size there, the CPU with the
+                // operand size (SDM vol. 2A, ENTER "Operation").
+                if self.base.full_register() == Register::RBP || self.bits == Bits::Prot16 {
                     return None;
                 }
                 let (e, l) = match w {
@@ -783,7 +786,7 @@ impl Gen<'_> {
             }
             2 => {
                 let (name, len) = match b {
-                    Bits::Real16 => ("Sgdt_m1632_16", 6),
+                    Bits::Real16 | Bits::Prot16 => ("Sgdt_m1632_16", 6),
                     Bits::Prot32 => ("Sgdt_m1632", 6),
                     Bits::Long64 => ("Sgdt_m1664", 10),
                 };
@@ -871,7 +874,7 @@ fn build(c: Code, ops: &[Op]) -> Option<Instruction> {
 pub fn case_for(seed: u64, index: u64, bits: Bits, excluded: &[Mnemonic]) -> KCase {
     let mut rng = Rng::for_case(seed ^ (bits as u64 + 1).wrapping_mul(0x9e37_79b9), index);
     let bases: &[Register] = match bits {
-        Bits::Real16 => &[Register::BX, Register::BP],
+        Bits::Real16 | Bits::Prot16 => &[Register::BX, Register::BP],
         Bits::Prot32 => &[Register::EBX, Register::EBP],
         Bits::Long64 => &[
             Register::RBX,

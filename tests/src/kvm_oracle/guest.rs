@@ -46,6 +46,7 @@ pub struct Harness {
 pub fn harness(bits: Bits) -> Result<Harness, String> {
     let r = match bits {
         Bits::Real16 => harness16(),
+        Bits::Prot16 => harness16p(),
         Bits::Prot32 => harness32(),
         Bits::Long64 => harness64(),
     };
@@ -59,7 +60,7 @@ pub fn harness(bits: Bits) -> Result<Harness, String> {
 /// The snippet's terminator: a near `jmp` from its end to `back`.
 pub fn terminator(case: &KCase, back: u64) -> Result<Vec<u8>, String> {
     let code = match case.bits {
-        Bits::Real16 => Code::Jmp_rel16,
+        Bits::Real16 | Bits::Prot16 => Code::Jmp_rel16,
         Bits::Prot32 => Code::Jmp_rel32_32,
         Bits::Long64 => Code::Jmp_rel32_64,
     };
@@ -202,6 +203,117 @@ fn harness16() -> Result<Harness, IcedError> {
     a.movzx(eax, word_ptr(bp + 4))?;
     a.mov(m(OUT + out::RFLAGS), eax)?;
     a.jmp(finish)?;
+    finish_assembly(a, back, &stubs)
+}
+
+/// `rep movsw` with a 32-bit address size (ESI, EDI, ECX): the records lie above
+/// 64 KiB (SDM vol. 2B, MOVS; 0x67 selects the other address size).
+fn a32_rep_movsw(a: &mut CodeAssembler) -> Result<(), IcedError> {
+    a.db(&[0x67, 0xf3, 0xa5])
+}
+
+/// Protected mode with a 16-bit code segment: flat 4-GiB data segments, the
+/// records reached with 32-bit addressing, exceptions through 32-bit gates into
+/// this 16-bit segment (so the frame has 32-bit slots, as in [`harness32`]).
+fn harness16p() -> Result<Harness, IcedError> {
+    let mut a = CodeAssembler::new(16)?;
+    let mut top = a.create_label();
+    let mut done = a.create_label();
+    let mut back = a.create_label();
+    let mut finish = a.create_label();
+    let mut common_err = a.create_label();
+    let mut common = a.create_label();
+    let m = |x: u64| dword_ptr(x);
+    a.cli()?;
+    a.mov(esp, HSTACK_TOP as u32)?;
+    a.set_label(&mut top)?;
+    a.cld()?;
+    a.cmp(m(CTRL), 0)?;
+    a.je(done)?;
+    a.mov(esi, m(CTRL + 4))?;
+    for (dst, len) in [
+        (CUR, REGS_SIZE),
+        (CODE, CODE_SIZE as u64),
+        (DATA, DATA_SIZE as u64),
+    ] {
+        a.mov(edi, dst as u32)?;
+        a.mov(ecx, (len / 2) as u32)?;
+        a32_rep_movsw(&mut a)?;
+    }
+    a.mov(m(OUT + out::STATUS), STATUS_PENDING as u32)?;
+    a.mov(esp, (CUR + 0x80) as u32)?;
+    a.popf()?;
+    for (i, r) in G32.iter().enumerate() {
+        if i != 4 {
+            a.mov(*r, m(CUR + 8 * i as u64))?;
+        }
+    }
+    a.mov(esp, m(CUR + 32))?;
+    a.jmp(CODE)?;
+
+    a.set_label(&mut back)?;
+    for (i, r) in G32.iter().enumerate() {
+        a.mov(m(OUT + 8 * i as u64), *r)?;
+    }
+    a.mov(esp, HSTACK_TOP as u32)?;
+    a.pushfd()?;
+    a.pop(eax)?;
+    a.mov(m(OUT + out::RFLAGS), eax)?;
+    a.mov(m(OUT + out::STATUS), STATUS_DONE as u32)?;
+    a.mov(m(OUT + out::FRAME), 0u32)?;
+    a.mov(m(OUT + out::ERROR), 0u32)?;
+
+    a.set_label(&mut finish)?;
+    a.mov(esp, HSTACK_TOP as u32)?;
+    a.cld()?;
+    a.mov(esi, DATA as u32)?;
+    a.mov(edi, (OUT + out::DATA) as u32)?;
+    a.mov(ecx, (DATA_SIZE / 2) as u32)?;
+    a32_rep_movsw(&mut a)?;
+    a.mov(esi, OUT as u32)?;
+    a.mov(edi, m(CTRL + 8))?;
+    a.mov(ecx, (RECORD / 2) as u32)?;
+    a32_rep_movsw(&mut a)?;
+    a.add(m(CTRL + 4), RECORD as u32)?;
+    a.add(m(CTRL + 8), RECORD as u32)?;
+    a.dec(m(CTRL))?;
+    a.jmp(top)?;
+    a.set_label(&mut done)?;
+    power_off(&mut a)?;
+
+    let mut stubs = Vec::new();
+    for v in 0..VECTORS {
+        let mut l = a.create_label();
+        a.set_label(&mut l)?;
+        a.mov(m(OUT + out::STATUS), v as u32)?;
+        if has_error_code(Bits::Prot16, v as u8) {
+            a.jmp(common_err)?;
+        } else {
+            a.jmp(common)?;
+        }
+        stubs.push(l);
+    }
+    // Frame at SS:ESP: [error code,] EIP, CS, EFLAGS (SDM vol. 3, 6.12.1, Figure 6-4).
+    for (label, err) in [(&mut common, false), (&mut common_err, true)] {
+        a.set_label(label)?;
+        for (i, r) in G32.iter().enumerate() {
+            a.mov(m(OUT + 8 * i as u64), *r)?;
+        }
+        let o: u32 = if err { 4 } else { 0 };
+        a.mov(m(OUT + out::FRAME), 12 + o)?;
+        a.mov(ebp, esp)?;
+        if err {
+            a.mov(eax, dword_ptr(ebp))?;
+        } else {
+            a.xor(eax, eax)?;
+        }
+        a.mov(m(OUT + out::ERROR), eax)?;
+        a.mov(eax, dword_ptr(ebp + o))?;
+        a.mov(m(OUT + out::IP), eax)?;
+        a.mov(eax, dword_ptr(ebp + (o + 8)))?;
+        a.mov(m(OUT + out::RFLAGS), eax)?;
+        a.jmp(finish)?;
+    }
     finish_assembly(a, back, &stubs)
 }
 
@@ -470,7 +582,7 @@ fn outcome(bits: Bits, rec: &[u8]) -> Result<Option<KOutcome>, String> {
     let frame = w(out::FRAME);
     if bits == Bits::Real16 {
         gpr[4] = (gpr[4] & !0xffff) | (gpr[4].wrapping_add(frame) & 0xffff);
-    } else if bits == Bits::Prot32 {
+    } else if matches!(bits, Bits::Prot16 | Bits::Prot32) {
         gpr[4] = gpr[4].wrapping_add(frame) & mask;
     }
     let ip_mask = if bits == Bits::Real16 { 0xffff } else { mask };
@@ -607,7 +719,7 @@ impl KvmOracle {
             entry: HARNESS,
             mode: match bits {
                 Bits::Real16 => Mode::Real,
-                Bits::Prot32 => Mode::Protected,
+                Bits::Prot16 | Bits::Prot32 => Mode::Protected,
                 Bits::Long64 => Mode::Long,
             },
         };

@@ -4,7 +4,7 @@
 //! | range | what |
 //! |---|---|
 //! | `0x0000` | real-mode IVT (SDM vol. 3, 21.1.4) |
-//! | `0x0800` | GDT: null, 0x08 code32, 0x10 data, 0x18 code64, 0x20 64-bit TSS |
+//! | `0x0800` | GDT: null, 0x08 code32, 0x10 data, 0x18 code64, 0x20 64-bit TSS, 0x30 code16 |
 //! | `0x0900` | 64-bit TSS (IST1 = [`IST_TOP`]) |
 //! | `0x1000` | IDT (32 gates) |
 //! | `0x2000`, `0x3000`, `0x4000` | PML4, PDPT, PD (one 2-MiB identity page) |
@@ -25,8 +25,8 @@ use hyperplug_plugin_api::state::{DTable, Segment, Sregs};
 
 /// GDT base.
 pub const GDT: u64 = 0x0800;
-/// GDT limit (six 8-byte slots, the TSS descriptor taking two).
-pub const GDT_LIMIT: u16 = 0x2f;
+/// GDT limit (seven 8-byte slots, the TSS descriptor taking two).
+pub const GDT_LIMIT: u16 = 0x37;
 /// 64-bit TSS.
 pub const TSS: u64 = 0x0900;
 /// IDT base.
@@ -102,6 +102,8 @@ pub const DS_SEL: u16 = 0x10;
 pub const CS64: u16 = 0x18;
 /// 64-bit TSS selector.
 pub const TSS_SEL: u16 = 0x20;
+/// 16-bit code selector.
+pub const CS16: u16 = 0x30;
 
 /// A code/data descriptor (SDM vol. 3, 3.4.5, Figure 3-8): base 0, limit 0xfffff,
 /// G = 1, P = 1, S = 1, DPL 0, accessed types so the CPU never writes the GDT.
@@ -120,6 +122,8 @@ pub fn gdt() -> Vec<u8> {
         desc(0xb, 1, 0),
         tss_lo,
         TSS >> 32,
+        // 16-bit code: limit 0xffff, G = 0, D = 0.
+        desc(0xb, 0, 0) & !(0xf << 48 | 1 << 55),
     ];
     e.iter().flat_map(|w| w.to_le_bytes()).collect()
 }
@@ -135,7 +139,7 @@ pub fn tss() -> Vec<u8> {
 
 /// The interrupt table for `bits` with `handlers[v]` as vector v's handler: the IVT
 /// (SDM vol. 3, 21.1.4: offset, segment 0), 32-bit interrupt gates (6.11, Figure
-/// 6-2: type 0xE, selector 0x08) or 64-bit gates with IST 1 (6.14.1, Figure 6-8).
+/// 6-2: type 0xE, selector 0x08, or 0x30 for the 16-bit harness) or 64-bit gates with IST 1 (6.14.1, Figure 6-8).
 pub fn interrupt_table(bits: Bits, handlers: &[u64]) -> (u64, Vec<u8>) {
     let mut t = Vec::new();
     for &h in handlers {
@@ -144,9 +148,9 @@ pub fn interrupt_table(bits: Bits, handlers: &[u64]) -> (u64, Vec<u8>) {
                 t.extend_from_slice(&(h as u16).to_le_bytes());
                 t.extend_from_slice(&0u16.to_le_bytes());
             }
-            Bits::Prot32 => {
-                let g =
-                    (h & 0xffff) | u64::from(CS32) << 16 | 0x8e << 40 | (h >> 16 & 0xffff) << 48;
+            Bits::Prot16 | Bits::Prot32 => {
+                let cs = if bits == Bits::Prot16 { CS16 } else { CS32 };
+                let g = (h & 0xffff) | u64::from(cs) << 16 | 0x8e << 40 | (h >> 16 & 0xffff) << 48;
                 t.extend_from_slice(&g.to_le_bytes());
             }
             Bits::Long64 => {
@@ -229,7 +233,7 @@ impl SegSpec {
 pub fn control_regs(bits: Bits) -> (u64, u64, u64, u64) {
     match bits {
         Bits::Real16 => (0x30, 0, 0, 0),
-        Bits::Prot32 => (0x31, 0, 0, 0),
+        Bits::Prot16 | Bits::Prot32 => (0x31, 0, 0, 0),
         Bits::Long64 => (0x8001_0031, PML4, 0x20, 0x500),
     }
 }
@@ -257,6 +261,17 @@ fn segs(bits: Bits) -> (SegSpec, SegSpec) {
             };
             (r(0xb), r(0x3))
         }
+        Bits::Prot16 => (
+            SegSpec {
+                selector: CS16,
+                limit: 0xffff,
+                typ: 0xb,
+                l: false,
+                db: false,
+                g: false,
+            },
+            flat(DS_SEL, 0x3, false, true),
+        ),
         Bits::Prot32 => (flat(CS32, 0xb, false, true), flat(DS_SEL, 0x3, false, true)),
         Bits::Long64 => (flat(CS64, 0xb, true, false), flat(DS_SEL, 0x3, false, true)),
     }
@@ -344,7 +359,8 @@ pub fn emu_cpu(bits: Bits) -> Cpu {
 
 /// The data-area byte range the CPU's exception frame covers, given the stack pointer
 /// at the fault and the exception (real mode: FLAGS, CS, IP, SDM vol. 3, 21.1.4;
-/// 32-bit: EFLAGS, CS, EIP and the error code, 6.12.1, Figure 6-4). Long mode uses
+/// 16- and 32-bit protected mode, through 32-bit gates: EFLAGS, CS, EIP and the error
+/// code, 6.12.1, Figure 6-4). Long mode uses
 /// IST 1 and pushes nothing on the snippet's stack.
 pub fn frame_bytes(
     bits: Bits,
@@ -353,7 +369,7 @@ pub fn frame_bytes(
 ) -> Option<std::ops::Range<usize>> {
     let (len, sp) = match bits {
         Bits::Real16 => (6, sp & 0xffff),
-        Bits::Prot32 => (
+        Bits::Prot16 | Bits::Prot32 => (
             if e.is_some_and(|e| e.error_code.is_some()) {
                 16
             } else {
