@@ -1,15 +1,16 @@
 //! Blocks of fast instructions: runs of consecutive cached 64-bit
 //! instructions with a fast form, in one page, ending at the first control
-//! transfer or memory write (included) or at the first instruction without
-//! a fast form (excluded). The fast loop runs a block without looking each
+//! transfer (included) or at the first instruction without a fast form
+//! (excluded). The fast loop runs a block without looking each
 //! instruction up again.
 //!
 //! A block is only a list of decoded-cache entries, so it is valid exactly
 //! as long as they are: it records the decode cache's generation, which
 //! changes whenever cached instructions are dropped (self-modifying code,
-//! flushes). Because a block ends after every write, the fast loop
-//! re-checks that generation (and the micro-TLB's) before running
-//! anything a write could have changed.
+//! flushes). After every instruction that writes memory the fast loop
+//! checks that neither that generation nor the page-table write tracker's
+//! moved, and otherwise leaves the block, so that what follows is fetched
+//! and translated again.
 
 use crate::decode::DecodeCache;
 use crate::fast::Fast;
@@ -26,13 +27,17 @@ pub(crate) struct BlockOp {
     pub(crate) fast: Fast,
     /// Its length.
     pub(crate) len: u8,
+    /// It writes memory: the fast loop checks, after it, that the write
+    /// left cached code and translations alone before going on.
+    pub(crate) writes: bool,
 }
 
 /// A block.
 #[derive(Clone, Copy)]
 pub(crate) struct Block {
     tag: u64,
-    generation: u64,
+    /// The decode cache's generation it was built in.
+    pub(crate) generation: u64,
     /// Number of instructions.
     pub(crate) n: u8,
     /// The instructions.
@@ -46,6 +51,7 @@ const EMPTY: Block = Block {
     ops: [BlockOp {
         fast: Fast::None,
         len: 0,
+        writes: false,
     }; BLOCK_MAX],
 };
 
@@ -60,16 +66,19 @@ fn index(gpa: u64) -> usize {
     ((gpa ^ (gpa >> 12)) as usize) & (SLOTS - 1)
 }
 
-/// Whether `f` ends a block (control transfer or memory write).
+/// Whether `f` ends a block (a control transfer).
 fn ends_block(f: &Fast) -> bool {
     matches!(
         f,
-        Fast::Jcc { .. }
-            | Fast::Jmp { .. }
-            | Fast::Call { .. }
-            | Fast::Ret
-            | Fast::Store { .. }
-            | Fast::Push { .. }
+        Fast::Jcc { .. } | Fast::Jmp { .. } | Fast::Call { .. } | Fast::Ret
+    )
+}
+
+/// Whether `f` writes memory.
+fn writes(f: &Fast) -> bool {
+    matches!(
+        f,
+        Fast::Store { .. } | Fast::Push { .. } | Fast::Call { .. }
     )
 }
 
@@ -118,6 +127,7 @@ impl Blocks {
             b.ops[usize::from(b.n)] = BlockOp {
                 fast: d.fast,
                 len: d.len,
+                writes: writes(&d.fast),
             };
             b.n += 1;
             if ends_block(&d.fast) {

@@ -24,6 +24,7 @@ pub struct Engine {
     pub(crate) st: EngineState,
     pub(crate) dcache: DecodeCache,
     pub(crate) blocks: Blocks,
+    fast_on: bool,
 }
 
 /// The parts of the engine an executing instruction reaches.
@@ -98,6 +99,7 @@ impl Engine {
             },
             dcache: DecodeCache::new(),
             blocks: Blocks::new(),
+            fast_on: true,
         }
     }
 
@@ -109,6 +111,13 @@ impl Engine {
     /// The CPU model (CPUID table) the guest sees.
     pub fn model_mut(&mut self) -> &mut CpuModel {
         &mut self.st.model
+    }
+
+    /// Turns the fast path (pre-decoded blocks, lazy flags, bulk REP
+    /// MOVS/STOS) on or off; results are identical either way, this is
+    /// for comparison tests and debugging. On by default.
+    pub fn set_fast_path(&mut self, on: bool) {
+        self.fast_on = on;
     }
 
     /// The decode cache (statistics).
@@ -201,7 +210,7 @@ impl Engine {
             }
             // The checks above give the same answer at every boundary the
             // fast loop crosses (see `fast`).
-            if Self::fast_ok(cpu) {
+            if self.fast_on && Self::fast_ok(cpu) {
                 if let FastStop::Budget = self.run_fast(cpu, bus, budget, &mut steps, &mut retired)
                 {
                     return done(EventKind::Budget, retired, steps);

@@ -540,15 +540,21 @@ impl Engine {
             };
             if let Some(bi) = blocks.find(gpa, &self.dcache) {
                 let b = &blocks.slots[bi];
-                for op in &b.ops[..usize::from(b.n)] {
-                    if st >= budget {
-                        break 'run FastStop::Budget;
-                    }
-                    if !self.exec_fast(cpu, bus, &env, lz, op.fast, op.len) {
+                let n = u64::from(b.n).min(budget - st) as usize;
+                for op in &b.ops[..n] {
+                    if !self.exec_fast(cpu, bus, &env, lz, &op.fast, op.len) {
                         break 'run FastStop::Slow;
                     }
                     st += 1;
                     rt += 1;
+                    // A write to cached code or to a paging structure: fetch
+                    // and translate the rest again.
+                    if op.writes
+                        && (self.dcache.generation != b.generation
+                            || self.st.utlb.is_stale(&self.st.tracker))
+                    {
+                        continue 'run;
+                    }
                 }
                 continue;
             }
@@ -567,7 +573,7 @@ impl Engine {
                     None => break 'run FastStop::Slow,
                 }
             }
-            if !self.exec_fast(cpu, bus, &env, lz, fast, len as u8) {
+            if !self.exec_fast(cpu, bus, &env, lz, &fast, len as u8) {
                 break 'run FastStop::Slow;
             }
             st += 1;
@@ -577,7 +583,7 @@ impl Engine {
     }
 
     #[inline(always)]
-    fn mem_lin(cpu: &Cpu, env: &Env, m: &MemRef, rip: u64, size: u8) -> Option<u64> {
+    fn mem_lin(cpu: &Cpu, m: &MemRef, rip: u64, size: u8) -> Option<u64> {
         let g = &cpu.gpr;
         let mut a = m.disp;
         if m.base == RIP_REG {
@@ -592,10 +598,13 @@ impl Engine {
             a = a.wrapping_add(cpu.seg[s as usize].base);
         }
         let size = u64::from(size);
-        (env.canonical(a, size) && (a & 0xfff) + size <= 4096).then_some(a)
+        // Canonical-ness is checked by the micro-TLB lookup that follows: it
+        // only holds canonical pages, and the access stays in one page.
+        ((a & 0xfff) + size <= 4096).then_some(a)
     }
 
-    /// Reads `size` bytes at canonical, page-contained `lin`.
+    /// Reads `size` bytes at page-contained `lin` (canonical if the
+    /// micro-TLB has it).
     #[inline(always)]
     fn fast_read<B: Bus>(&self, bus: &mut B, env: &Env, lin: u64, size: u8) -> Option<u64> {
         let gpa = self.st.utlb.lookup(AccessKind::Read, lin, false, env.cpl)?;
@@ -637,29 +646,59 @@ impl Engine {
         bus: &mut B,
         env: &Env,
         lz: &mut Lazy,
-        fast: Fast,
+        fast: &Fast,
         len: u8,
     ) -> bool {
         let rip = cpu.rip;
         let next = rip.wrapping_add(u64::from(len));
-        match fast {
+        // Register forms run with the size as a constant (`by_size!`), so
+        // the masks fold away.
+        macro_rules! by_size {
+            ($size:expr, $S:ident => $e:expr) => {
+                match $size {
+                    8 => {
+                        const $S: u8 = 8;
+                        $e
+                    }
+                    4 => {
+                        const $S: u8 = 4;
+                        $e
+                    }
+                    2 => {
+                        const $S: u8 = 2;
+                        $e
+                    }
+                    _ => {
+                        const $S: u8 = 1;
+                        $e
+                    }
+                }
+            };
+        }
+        match *fast {
             Fast::AluRR { op, dst, src, size } => {
                 let b = cpu.gpr[usize::from(src)];
-                self::alu_to(cpu, lz, op, dst, b, size);
+                by_size!(size, S => alu_to(cpu, lz, op, dst, b, S));
             }
-            Fast::AluRI { op, dst, imm, size } => self::alu_to(cpu, lz, op, dst, imm, size),
+            Fast::AluRI { op, dst, imm, size } => {
+                by_size!(size, S => alu_to(cpu, lz, op, dst, imm, S))
+            }
             Fast::IncDec { inc, reg, size } => {
                 let a = cpu.gpr[usize::from(reg)];
-                let res = lz.incdec(cpu, a, inc, size);
-                put(&mut cpu.gpr[usize::from(reg)], size, res);
+                by_size!(size, S => {
+                    let res = lz.incdec(cpu, a, inc, S);
+                    put(&mut cpu.gpr[usize::from(reg)], S, res);
+                });
             }
             Fast::MovRR { dst, src, size } => {
                 let v = cpu.gpr[usize::from(src)];
-                put(&mut cpu.gpr[usize::from(dst)], size, v);
+                by_size!(size, S => put(&mut cpu.gpr[usize::from(dst)], S, v));
             }
-            Fast::MovRI { dst, imm, size } => put(&mut cpu.gpr[usize::from(dst)], size, imm),
+            Fast::MovRI { dst, imm, size } => {
+                by_size!(size, S => put(&mut cpu.gpr[usize::from(dst)], S, imm))
+            }
             Fast::Load { dst, size, m } => {
-                let Some(lin) = Self::mem_lin(cpu, env, &m, rip, size) else {
+                let Some(lin) = Self::mem_lin(cpu, &m, rip, size) else {
                     return false;
                 };
                 let Some(v) = self.fast_read(bus, env, lin, size) else {
@@ -668,7 +707,7 @@ impl Engine {
                 put(&mut cpu.gpr[usize::from(dst)], size, v);
             }
             Fast::Store { src, size, m } => {
-                let Some(lin) = Self::mem_lin(cpu, env, &m, rip, size) else {
+                let Some(lin) = Self::mem_lin(cpu, &m, rip, size) else {
                     return false;
                 };
                 let Some(gpa) = self.fast_write_check(bus, env, lin, size) else {
@@ -701,7 +740,7 @@ impl Engine {
             Fast::Call { rel } => {
                 let t = rip.wrapping_add(rel);
                 let sp = cpu.gpr[reg::RSP].wrapping_sub(8);
-                if !is_canonical(t, env.la57) || !env.canonical(sp, 8) || sp & 0xfff > 4088 {
+                if !is_canonical(t, env.la57) || sp & 0xfff > 4088 {
                     return false;
                 }
                 let Some(gpa) = self.fast_write_check(bus, env, sp, 8) else {
@@ -716,7 +755,7 @@ impl Engine {
             }
             Fast::Ret => {
                 let sp = cpu.gpr[reg::RSP];
-                if !env.canonical(sp, 8) || sp & 0xfff > 4088 {
+                if sp & 0xfff > 4088 {
                     return false;
                 }
                 let Some(t) = self.fast_read(bus, env, sp, 8) else {
@@ -731,7 +770,7 @@ impl Engine {
             }
             Fast::Push { reg: r } => {
                 let sp = cpu.gpr[reg::RSP].wrapping_sub(8);
-                if !env.canonical(sp, 8) || sp & 0xfff > 4088 {
+                if sp & 0xfff > 4088 {
                     return false;
                 }
                 let Some(gpa) = self.fast_write_check(bus, env, sp, 8) else {
@@ -745,7 +784,7 @@ impl Engine {
             }
             Fast::Pop { reg: r } => {
                 let sp = cpu.gpr[reg::RSP];
-                if !env.canonical(sp, 8) || sp & 0xfff > 4088 {
+                if sp & 0xfff > 4088 {
                     return false;
                 }
                 let Some(v) = self.fast_read(bus, env, sp, 8) else {

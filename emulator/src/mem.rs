@@ -155,7 +155,10 @@ impl<B: Bus> Ctx<'_, B> {
                 return Ok(gpa);
             }
             let gpa = self.translate_tlb(lin, access)?;
-            self.eng.utlb.fill(k, lin, imp, cpl, gpa);
+            // The fast path relies on the micro-TLB holding canonical pages only.
+            if is_canonical(lin, self.cpu.cr4 & CR4_LA57 != 0) {
+                self.eng.utlb.fill(k, lin, imp, cpl, gpa);
+            }
             return Ok(gpa);
         }
         self.translate_tlb(lin, access)

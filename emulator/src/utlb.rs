@@ -15,6 +15,9 @@
 //!
 //! An entry for a write is only filled after the TLB granted a write (the
 //! page was dirty), as the TLB itself requires (SDM vol. 3, 4.8).
+//!
+//! Only canonical linear addresses are filled (SDM vol. 1, 3.3.7.1), so a
+//! hit on an access that stays within one page also proves it canonical.
 
 use hyperplug_mmu::track::WriteTracker;
 use hyperplug_mmu::AccessKind;
@@ -93,6 +96,12 @@ impl Utlb {
             self.gen = g;
             self.invalidate();
         }
+    }
+
+    /// Whether the tracker moved since the last [`Utlb::sync`].
+    #[inline]
+    pub(crate) fn is_stale(&self, tracker: &WriteTracker) -> bool {
+        tracker.generation() != self.gen
     }
 
     /// The guest-physical address of `lin` for this access, if cached.
