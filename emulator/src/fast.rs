@@ -21,7 +21,7 @@ use crate::block::Blocks;
 use crate::bus::Bus;
 use crate::cpu::{reg, Cpu, SegReg, CR0_AM};
 use crate::exec::Engine;
-use crate::flags::{self, cond};
+use crate::flags;
 use crate::lazy::{mask_of, Lazy};
 use crate::mem::is_canonical;
 use crate::ops::{gpr_loc, sreg_of};
@@ -719,8 +719,7 @@ impl Engine {
                 }
             }
             Fast::Jcc { cc, rel } => {
-                lz.materialize(cpu);
-                if cond(cpu.rflags, cc) {
+                if lz.cond(cpu, cc) {
                     let t = rip.wrapping_add(rel);
                     if !is_canonical(t, env.la57) {
                         return false;

@@ -77,6 +77,8 @@ pub(crate) struct Lazy {
     size: u8,
     /// INC/DEC: CF is not affected (it is already in RFLAGS).
     keep_cf: bool,
+    /// The (masked) result.
+    res: u64,
 }
 
 impl Lazy {
@@ -88,6 +90,7 @@ impl Lazy {
         carry: false,
         size: 8,
         keep_cf: false,
+        res: 0,
     };
 
     /// Writes the pending flags into `cpu.rflags`.
@@ -102,6 +105,25 @@ impl Lazy {
         let which = if self.keep_cf { which & !CF } else { which };
         cpu.rflags = merge(cpu.rflags, f, which);
         self.op = Op::None;
+    }
+
+    /// Condition code `cc` (as [`flags::cond`]), computing the flags only
+    /// when the condition needs more than ZF or CF.
+    #[inline(always)]
+    pub(crate) fn cond(&mut self, cpu: &mut Cpu, cc: u8) -> bool {
+        if self.op != Op::None {
+            // ZF = (result == 0) for every recorded operation.
+            let r = match cc >> 1 {
+                1 => self.cf(cpu),
+                2 => self.res == 0,
+                _ => {
+                    self.materialize(cpu);
+                    return flags::cond(cpu.rflags, cc);
+                }
+            };
+            return r != (cc & 1 != 0);
+        }
+        flags::cond(cpu.rflags, cc)
     }
 
     /// The current CF.
@@ -121,6 +143,7 @@ impl Lazy {
     /// Records ADD/ADC (`carry`) and returns the result.
     #[inline(always)]
     pub(crate) fn add(&mut self, a: u64, b: u64, carry: bool, size: u8) -> u64 {
+        let res = a.wrapping_add(b).wrapping_add(u64::from(carry)) & mask_of(size);
         *self = Lazy {
             op: Op::Add,
             a,
@@ -128,13 +151,15 @@ impl Lazy {
             carry,
             size,
             keep_cf: false,
+            res,
         };
-        a.wrapping_add(b).wrapping_add(u64::from(carry)) & mask_of(size)
+        res
     }
 
     /// Records SUB/SBB/CMP (`borrow`) and returns the result.
     #[inline(always)]
     pub(crate) fn sub(&mut self, a: u64, b: u64, borrow: bool, size: u8) -> u64 {
+        let res = a.wrapping_sub(b).wrapping_sub(u64::from(borrow)) & mask_of(size);
         *self = Lazy {
             op: Op::Sub,
             a,
@@ -142,8 +167,9 @@ impl Lazy {
             carry: borrow,
             size,
             keep_cf: false,
+            res,
         };
-        a.wrapping_sub(b).wrapping_sub(u64::from(borrow)) & mask_of(size)
+        res
     }
 
     /// Records a logical result `r` (masked to `size`).
@@ -156,6 +182,7 @@ impl Lazy {
             carry: false,
             size,
             keep_cf: false,
+            res: r,
         };
     }
 
@@ -288,6 +315,11 @@ mod tests {
                 _ => {}
             }
             assert_eq!(lz.cf(&cpu), eager & CF != 0);
+            for cc in 0..16u8 {
+                let mut l2 = lz;
+                let mut c2 = cpu.clone();
+                assert_eq!(l2.cond(&mut c2, cc), flags::cond(eager, cc), "cc {cc}");
+            }
             lz.materialize(&mut cpu);
             assert_eq!(cpu.rflags, eager, "size {size} a {a:#x} b {b:#x}");
         }
