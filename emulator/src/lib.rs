@@ -23,6 +23,12 @@
 //! * `exec` — [`Engine::execute`]: event injection, the interrupt window,
 //!   fetch/decode/execute/commit, TF single-step, exception delivery with
 //!   double/triple-fault rules, exact retired-instruction counts.
+//! * `fast`, `block`, `lazy`, `utlb` — the fast path: blocks of
+//!   pre-decoded 64-bit instructions (register ALU, MOV, loads/stores,
+//!   Jcc/JMP/CALL/RET, PUSH/POP) run with lazy status flags and a micro-TLB
+//!   in front of the MMU's TLB, and REP MOVS/STOS copied a page at a time;
+//!   identical results to the general path (`Engine::set_fast_path` turns
+//!   it off for comparison).
 //! * `deliver` — IVT and IDT delivery (interrupt/trap gates, same
 //!   privilege or TSS stack switch, IST).
 //! * `seg` — descriptor parsing and segment-register load checks.
