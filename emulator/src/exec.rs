@@ -342,8 +342,14 @@ impl Engine {
                     return Step::Stop(k, false);
                 }
                 if tf {
+                    // Single-step trap after the instruction (SDM vol. 3,
+                    // 17.3.1.4): DR6.BS, then #DB with the next RIP saved -
+                    // unless the policy intercepts #DB, like any exception.
                     cpu.dr[6] |= 1 << 14;
                     let e = Exception::new(vector::DB);
+                    if policy.exceptions & (1u32 << vector::DB) != 0 {
+                        return Step::Stop(exception_intercept(cpu.rip, e, Some(&d)), !rep_more);
+                    }
                     if let Err(k) = self.deliver_fault(cpu, bus, policy, e) {
                         return Step::Stop(k, !rep_more);
                     }

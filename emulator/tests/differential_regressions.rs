@@ -107,3 +107,34 @@ fn xadd_memory_address_uses_source_register() {
         );
     }
 }
+
+/// The single-step #DB trap obeys the exception intercept bitmap like every
+/// other exception. Found by the KVM CPL-0 oracle: `push 0x102; popfd; nop`
+/// with every exception intercepted delivered #DB through the IDT instead of
+/// stopping with the RIP after the `nop`.
+#[test]
+fn single_step_trap_is_intercepted() {
+    let mut m = Machine::new(M::Long64);
+    m.load(|a| {
+        a.push(0x102).unwrap(); // TF | reserved bit 1
+        a.popfq().unwrap();
+        a.nop().unwrap();
+        a.hlt().unwrap();
+    });
+    m.cpu.rip = CODE;
+    m.policy.exceptions = u32::MAX;
+    let e = m.run(100);
+    match e.kind {
+        EventKind::Intercept(i) => {
+            assert!(
+                matches!(
+                    i.kind,
+                    hyperplug_emulator::InterceptKind::Exception { vector: 1, .. }
+                ),
+                "{i:?}"
+            );
+        }
+        other => panic!("expected the #DB intercept, got {other:?}"),
+    }
+    assert_ne!(m.cpu.dr[6] & (1 << 14), 0, "DR6.BS set");
+}
