@@ -669,10 +669,10 @@ impl Gen<'_> {
                 };
                 self.ins(pf, &[])?;
                 self.depth += u64::from(w / 8);
-                // The pushed image is left alone, so POPF never sets TF: the
-                // emulator delivers the single-step #DB through the IDT without
-                // consulting the policy's exception bitmap (emulator bug, reported;
-                // exec.rs `step` calls `deliver_fault` directly when TF was set).
+                // The pushed image is left alone, so POPF never sets TF (or NT,
+                // AC, IOPL). The emulator bug this once avoided (the single-step
+                // #DB ignoring the intercept bitmap) is fixed and has a regression
+                // test; letting memory operands rewrite the image is a next step.
                 self.reg_only = true;
                 let inner = self.group(Fam::Alu);
                 self.reg_only = false;
