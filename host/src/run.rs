@@ -53,7 +53,7 @@ impl Machine {
                 detection.reason
             )));
         }
-        let host = BackendServices::new_ffi(&name);
+        let host = BackendServices::new_ffi(&name, platform.ram.shared());
         let cfg = VmConfig {
             vcpus: platform.cpus(),
             memory_bytes: platform.ram.ram_size(),

@@ -12,6 +12,7 @@ use hyperplug_plugin_api::backend::{BackendHost, FfiBackendHost, FfiBackendHost_
 use hyperplug_plugin_api::device::{
     FfiHostServices, FfiHostServices_TO, HostServices, MachineInfo,
 };
+use hyperplug_plugin_api::engine::{EngineBox, FfiEngine_TO};
 use hyperplug_plugin_api::{PluginError, PluginResult};
 use std::sync::{Arc, RwLock};
 use vm_memory::{Bytes, GuestAddress};
@@ -103,17 +104,31 @@ impl FfiHostServices for DeviceServices {
 #[derive(Clone)]
 pub struct BackendServices {
     name: Arc<str>,
+    memory: Arc<RwLock<GuestMemory>>,
+    tracker: Arc<hyperplug_mmu::track::WriteTracker>,
 }
 
 impl BackendServices {
-    /// Services for backend `name`, as an ABI object.
-    pub fn new_ffi(name: &str) -> BackendHost {
-        FfiBackendHost_TO::from_ptr(RArc::new(Self { name: name.into() }), TD_Opaque)
+    /// Services for backend `name` over the VM's guest `memory`, as an ABI object.
+    pub fn new_ffi(name: &str, memory: Arc<RwLock<GuestMemory>>) -> BackendHost {
+        let s = Self {
+            name: name.into(),
+            memory,
+            tracker: Arc::new(hyperplug_mmu::track::WriteTracker::new()),
+        };
+        FfiBackendHost_TO::from_ptr(RArc::new(s), TD_Opaque)
     }
 }
 
 impl FfiBackendHost for BackendServices {
     fn log(&self, level: LogLevel, message: RStr<'_>) {
         log(&self.name, level, message);
+    }
+    fn create_engine(&self, _vcpu: u32) -> PluginResult<EngineBox> {
+        let e = crate::engine_service::HostEngine::new(
+            Arc::clone(&self.memory),
+            Arc::clone(&self.tracker),
+        );
+        RResult::ROk(FfiEngine_TO::from_value(e, TD_Opaque))
     }
 }

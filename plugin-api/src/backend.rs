@@ -97,13 +97,15 @@ pub enum LogLevel {
     Trace,
 }
 
-/// Services the host hands a backend (logging now; the emulator and MMU come
-/// with the software backends). Implemented by the host.
+/// Services the host hands a backend: logging, and the host's execution
+/// engine (x86 emulator + MMU) for the software backends. Implemented by the host.
 #[sabi_trait]
 pub trait FfiBackendHost: Send + Sync + Clone {
     /// Logs a message under the backend's target.
     #[sabi(last_prefix_field)]
     fn log(&self, level: LogLevel, message: RStr<'_>);
+    /// An execution engine for vCPU `vcpu`, over the VM's guest memory.
+    fn create_engine(&self, vcpu: u32) -> PluginResult<crate::engine::EngineBox>;
 }
 
 /// The host services object a backend receives.

@@ -19,6 +19,7 @@
 pub mod backend;
 pub mod config;
 pub mod device;
+pub mod engine;
 pub mod error;
 pub mod exit;
 mod guard;

@@ -34,6 +34,15 @@ impl FfiBackendHost for TestHost {
     fn log(&self, level: LogLevel, message: RStr<'_>) {
         eprintln!("[kvm {level:?}] {message}");
     }
+    fn create_engine(
+        &self,
+        _vcpu: u32,
+    ) -> hyperplug_plugin_api::PluginResult<hyperplug_plugin_api::engine::EngineBox> {
+        // The kvm backend runs guests on KVM, never on the host's engine.
+        hyperplug_plugin_api::abi_stable::std_types::RResult::RErr(
+            hyperplug_plugin_api::PluginError::unsupported("no engine in the kvm backend's tests"),
+        )
+    }
 }
 
 /// The host services object for tests.
