@@ -126,7 +126,7 @@ impl<B: Bus> Ctx<'_, B> {
     }
 
     /// Reads `size` bytes at `off` in the current TSS, #TS(TR) beyond its limit.
-    fn read_tss(&mut self, off: u64, size: usize) -> OpResult<u64> {
+    pub(crate) fn read_tss(&mut self, off: u64, size: usize) -> OpResult<u64> {
         let tr = self.cpu.tr;
         if off + size as u64 - 1 > u64::from(tr.limit) || tr.unusable {
             return Err(Exception::with_code(vector::TS, u32::from(tr.selector & 0xfffc)).into());

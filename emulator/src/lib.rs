@@ -32,6 +32,8 @@
 //! * `deliver` — IVT and IDT delivery (interrupt/trap gates, same
 //!   privilege or TSS stack switch, IST).
 //! * `seg` — descriptor parsing and segment-register load checks.
+//! * `ops/gates` — far CALL/JMP through 16/32-bit and 64-bit call gates
+//!   (privilege checks, TSS stack switch, parameter copying).
 //! * [`policy`] — [`InterceptPolicy`] and the [`Event`] returned.
 //! * [`flags`] — RFLAGS bits and eager flag computation.
 //! * [`model`] — the CPUID table.
@@ -50,9 +52,8 @@
 //!
 //! # Not implemented yet
 //!
-//! Call gates, task switches and task gates, virtual-8086 delivery and
-//! IRET to V86, the TSS I/O bitmap, ADCX/ADOX, debug-register
-//! breakpoints, x87/SSE (all raise #UD).
+//! Task switches and task gates (#GP), virtual-8086 delivery and IRET to
+//! V86, ADCX/ADOX, debug-register breakpoints, x87/SSE (all raise #UD).
 
 mod block;
 pub mod bus;

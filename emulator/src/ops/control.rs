@@ -3,7 +3,8 @@
 //!
 //! Far transfers: real and virtual-8086 mode, and protected/IA-32e mode to
 //! a code segment at the same privilege (JMP/CALL) or the same or an outer
-//! privilege (RET/IRET). Call gates, task gates and TSS targets raise #GP.
+//! privilege (RET/IRET). Far JMP/CALL through call gates are in `gates`;
+//! task gates and TSS targets raise #GP.
 
 use crate::bus::Bus;
 use crate::cpu::{reg, Mode, Seg, SegReg};
@@ -115,6 +116,9 @@ pub(super) fn jmp<B: Bus>(cx: &mut Ctx<'_, B>) -> OpResult {
         }
         _ => {
             let (sel, off, _) = cx.far_operand()?;
+            if let Some(r) = cx.far_via_system(sel, 0, false) {
+                return r;
+            }
             let cs = cx.far_load(sel, off, None)?;
             cx.cpu.seg[SegReg::Cs as usize] = cs;
             cx.cpu.rip = off;
@@ -144,6 +148,9 @@ pub(super) fn call<B: Bus>(cx: &mut Ctx<'_, B>) -> OpResult {
             let (sel, off, size) = cx.far_operand()?;
             let old_cs = u64::from(cx.cpu.seg[SegReg::Cs as usize].selector);
             let ret = cx.next_rip;
+            if let Some(r) = cx.far_via_system(sel, ret, true) {
+                return r;
+            }
             let cs = cx.far_load(sel, off, None)?;
             cx.push(old_cs, size)?;
             cx.push(ret, size)?;

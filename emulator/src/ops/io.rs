@@ -1,6 +1,7 @@
 //! Port I/O: IN, OUT, INS, OUTS (SDM vol. 2; vol. 1, 19.5 "Protection
-//! and I/O"). In protected mode CPL > IOPL raises #GP(0) (the TSS I/O
-//! permission bitmap is not consulted yet), as does virtual-8086 mode.
+//! and I/O"). In protected mode with CPL > IOPL, and always in
+//! virtual-8086 mode, the TSS I/O permission bitmap decides (SDM vol. 1,
+//! 19.5.2): every bit for the accessed ports must be clear, else #GP(0).
 //! The intercept check follows the privilege check (SDM vol. 3, 26.1.1).
 
 use crate::bus::{Bus, BusStop};
@@ -16,6 +17,42 @@ fn io_fault(s: BusStop, port: u16, size: u8, write: Option<u32>) -> Fault {
         BusStop::Nested(n) => Fault::Event(EventKind::Nested(n)),
         _ => Fault::Event(EventKind::Io { port, size, write }),
     }
+}
+
+/// The I/O permission bitmap check (SDM vol. 1, 19.5.2 "I/O Permission Bit
+/// Map"): TR must hold a 32-bit (or 64-bit) TSS whose limit covers offset
+/// 0x67; the 16-bit bitmap base is at TSS offset 0x66; the processor reads
+/// the two bytes holding bit `port` and every bit for `port..port+size` must
+/// be 0. Any part beyond the TSS limit, or a 16-bit TSS, gives #GP(0).
+fn io_bitmap_check<B: Bus>(cx: &mut Ctx<'_, B>, port: u16, size: u8) -> OpResult {
+    let tr = cx.cpu.tr;
+    let gp = || Fault::from(Exception::gp(0));
+    // Type 9/11 (32-bit or 64-bit TSS, available/busy): bit 3 set (SDM vol. 3, Table 3-2).
+    if tr.unusable || !tr.present || tr.typ & 8 == 0 || tr.limit < 0x67 {
+        return Err(gp());
+    }
+    let long = cx.cpu.efer & crate::cpu::EFER_LMA != 0;
+    let lin = |off: u64| {
+        let a = tr.base.wrapping_add(off);
+        if long {
+            a
+        } else {
+            a & 0xffff_ffff
+        }
+    };
+    let base_addr = lin(0x66);
+    let io_base = cx.read_sys(base_addr, 2)? & 0xffff;
+    let off = io_base + u64::from(port >> 3);
+    if off + 1 > u64::from(tr.limit) {
+        return Err(gp());
+    }
+    let a = lin(off);
+    let bits = cx.read_sys(a, 2)?;
+    let need = ((1u64 << size) - 1) << (port & 7);
+    if bits & need != 0 {
+        return Err(gp());
+    }
+    Ok(())
 }
 
 /// IN/OUT/INS/OUTS.
@@ -35,7 +72,7 @@ pub(super) fn io<B: Bus>(cx: &mut Ctx<'_, B>, m: Mnemonic) -> OpResult {
     };
     let iopl = ((cx.cpu.rflags & IOPL) >> 12) as u8;
     if cx.mode == Mode::V86 || (cx.mode.is_protected() && cx.cpl > iopl) {
-        return Err(Exception::gp(0).into());
+        io_bitmap_check(cx, port, size)?;
     }
     if string && cx.rep_count() == Some(0) {
         return Ok(());

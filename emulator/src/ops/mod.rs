@@ -12,6 +12,7 @@ mod control;
 mod data;
 mod desc;
 mod flagops;
+mod gates;
 mod io;
 mod logic;
 mod misc;

@@ -1,0 +1,627 @@
+//! Protection checks: the TSS I/O permission bitmap (SDM vol. 1, 19.5.2).
+
+mod common;
+
+use common::*;
+use hyperplug_emulator::cpu::Seg;
+use hyperplug_emulator::{EventKind, InterceptKind, SegReg};
+use iced_x86::code_asm::*;
+
+/// EFLAGS.VM (SDM vol. 3, 2.3).
+const VM: u64 = 1 << 17;
+
+/// Whether an intercept is the exception #GP(0).
+fn is_gp0(k: &InterceptKind) -> bool {
+    matches!(
+        k,
+        InterceptKind::Exception {
+            vector: 13,
+            error_code: Some(0),
+            ..
+        }
+    )
+}
+
+/// A flat 32-bit code or data segment with the given DPL.
+fn flat(sel: u16, code: bool, dpl: u8) -> Seg {
+    Seg {
+        selector: sel | u16::from(dpl),
+        base: 0,
+        limit: 0xffff_ffff,
+        typ: if code { 0xb } else { 0x3 },
+        s: true,
+        dpl,
+        present: true,
+        db: true,
+        g: true,
+        ..Seg::default()
+    }
+}
+
+/// One I/O-bitmap case: CPL, IOPL, TSS type, TSS limit, I/O map base,
+/// bitmap bytes set to 0xff (offsets from the map base), port, size,
+/// and whether the access is allowed.
+struct Case {
+    cpl: u8,
+    iopl: u8,
+    typ: u8,
+    limit: u32,
+    map: u16,
+    set: &'static [(u16, u8)],
+    port: u16,
+    size: u8,
+    ok: bool,
+}
+
+/// Runs `out dx, al/ax/eax` under the case's state; returns whether it
+/// reached the bus (allowed) or raised #GP(0) (denied).
+fn run_case(c: &Case) -> bool {
+    let mut m = Machine::new(M::Prot32);
+    m.policy.exceptions = u32::MAX;
+    let port = c.port;
+    let size = c.size;
+    m.load(|a| {
+        a.mov(edx, u32::from(port)).unwrap();
+        match size {
+            1 => a.out(dx, al).unwrap(),
+            2 => a.out(dx, ax).unwrap(),
+            _ => a.out(dx, eax).unwrap(),
+        }
+        a.hlt().unwrap();
+    });
+    m.cpu.seg[SegReg::Cs as usize] = flat(0x08, true, c.cpl);
+    m.cpu.seg[SegReg::Ss as usize] = flat(0x10, false, c.cpl);
+    m.cpu.rflags = 2 | (u64::from(c.iopl) << 12);
+    m.cpu.tr.typ = c.typ;
+    m.cpu.tr.limit = c.limit;
+    m.bus.load(TSS + 0x66, &c.map.to_le_bytes());
+    for &(off, v) in c.set {
+        m.bus.load(TSS + u64::from(c.map) + u64::from(off), &[v]);
+    }
+    match m.run(10).kind {
+        EventKind::Io {
+            port: p, size: s, ..
+        } => {
+            assert_eq!((p, s), (port, size));
+            assert_eq!(m.cpu.rip, CODE + 5, "an allowed OUT has not executed yet");
+            true
+        }
+        EventKind::Intercept(i) if is_gp0(&i.kind) => {
+            assert_eq!(m.cpu.rip, CODE + 5, "#GP is a fault on the OUT");
+            false
+        }
+        k => panic!("unexpected {k:?}"),
+    }
+}
+
+#[test]
+fn io_permission_bitmap_table() {
+    const BIG: u32 = 0x68 + 0x2000 + 1;
+    let t = [
+        // CPL <= IOPL: no bitmap needed even without one.
+        Case {
+            cpl: 0,
+            iopl: 0,
+            typ: 0xb,
+            limit: 0x67,
+            map: 0x68,
+            set: &[],
+            port: 0x80,
+            size: 1,
+            ok: true,
+        },
+        Case {
+            cpl: 3,
+            iopl: 3,
+            typ: 0xb,
+            limit: 0x67,
+            map: 0x68,
+            set: &[],
+            port: 0x80,
+            size: 1,
+            ok: true,
+        },
+        Case {
+            cpl: 1,
+            iopl: 2,
+            typ: 0xb,
+            limit: 0x67,
+            map: 0x68,
+            set: &[(0x10, 0xff)],
+            port: 0x80,
+            size: 1,
+            ok: true,
+        },
+        // CPL > IOPL with no bitmap inside the limit.
+        Case {
+            cpl: 3,
+            iopl: 0,
+            typ: 0xb,
+            limit: 0x67,
+            map: 0x68,
+            set: &[],
+            port: 0x80,
+            size: 1,
+            ok: false,
+        },
+        Case {
+            cpl: 3,
+            iopl: 2,
+            typ: 0xb,
+            limit: 0x67,
+            map: 0x68,
+            set: &[],
+            port: 0,
+            size: 1,
+            ok: false,
+        },
+        // A clear bitmap allows every port.
+        Case {
+            cpl: 3,
+            iopl: 0,
+            typ: 0xb,
+            limit: BIG,
+            map: 0x68,
+            set: &[],
+            port: 0x80,
+            size: 1,
+            ok: true,
+        },
+        Case {
+            cpl: 3,
+            iopl: 0,
+            typ: 0xb,
+            limit: BIG,
+            map: 0x68,
+            set: &[],
+            port: 0xffff,
+            size: 1,
+            ok: true,
+        },
+        // The port's own bit.
+        Case {
+            cpl: 3,
+            iopl: 0,
+            typ: 0xb,
+            limit: BIG,
+            map: 0x68,
+            set: &[(0x10, 0x01)],
+            port: 0x80,
+            size: 1,
+            ok: false,
+        },
+        Case {
+            cpl: 3,
+            iopl: 0,
+            typ: 0xb,
+            limit: BIG,
+            map: 0x68,
+            set: &[(0x10, 0xfe)],
+            port: 0x80,
+            size: 1,
+            ok: true,
+        },
+        Case {
+            cpl: 3,
+            iopl: 0,
+            typ: 0xb,
+            limit: BIG,
+            map: 0x68,
+            set: &[(0x10, 0x80)],
+            port: 0x87,
+            size: 1,
+            ok: false,
+        },
+        // Multi-byte accesses check every port, across a byte boundary.
+        Case {
+            cpl: 3,
+            iopl: 0,
+            typ: 0xb,
+            limit: BIG,
+            map: 0x68,
+            set: &[(0x11, 0x01)],
+            port: 0x87,
+            size: 2,
+            ok: false,
+        },
+        Case {
+            cpl: 3,
+            iopl: 0,
+            typ: 0xb,
+            limit: BIG,
+            map: 0x68,
+            set: &[(0x10, 0x40)],
+            port: 0x87,
+            size: 2,
+            ok: true,
+        },
+        Case {
+            cpl: 3,
+            iopl: 0,
+            typ: 0xb,
+            limit: BIG,
+            map: 0x68,
+            set: &[(0x11, 0x02)],
+            port: 0x86,
+            size: 4,
+            ok: false,
+        },
+        Case {
+            cpl: 3,
+            iopl: 0,
+            typ: 0xb,
+            limit: BIG,
+            map: 0x68,
+            set: &[(0x11, 0x08)],
+            port: 0x86,
+            size: 4,
+            ok: true,
+        },
+        // Two bytes are read: the second must be inside the limit too.
+        Case {
+            cpl: 3,
+            iopl: 0,
+            typ: 0xb,
+            limit: 0x68 + 0x10 + 1,
+            map: 0x68,
+            set: &[],
+            port: 0x80,
+            size: 1,
+            ok: true,
+        },
+        Case {
+            cpl: 3,
+            iopl: 0,
+            typ: 0xb,
+            limit: 0x68 + 0x10,
+            map: 0x68,
+            set: &[],
+            port: 0x80,
+            size: 1,
+            ok: false,
+        },
+        // A map base beyond the limit: no bitmap.
+        Case {
+            cpl: 3,
+            iopl: 0,
+            typ: 0xb,
+            limit: 0xff,
+            map: 0x100,
+            set: &[],
+            port: 0,
+            size: 1,
+            ok: false,
+        },
+        // An available (not busy) 32-bit TSS type works the same.
+        Case {
+            cpl: 3,
+            iopl: 0,
+            typ: 0x9,
+            limit: BIG,
+            map: 0x68,
+            set: &[],
+            port: 0x80,
+            size: 1,
+            ok: true,
+        },
+        // A 16-bit TSS has no bitmap.
+        Case {
+            cpl: 3,
+            iopl: 0,
+            typ: 0x3,
+            limit: BIG,
+            map: 0x68,
+            set: &[],
+            port: 0x80,
+            size: 1,
+            ok: false,
+        },
+    ];
+    for (i, c) in t.iter().enumerate() {
+        assert_eq!(
+            run_case(c),
+            c.ok,
+            "case {i}: port {:#x} size {}",
+            c.port,
+            c.size
+        );
+    }
+}
+
+#[test]
+fn io_bitmap_applies_to_string_io() {
+    let mut m = Machine::new(M::Prot32);
+    m.policy.exceptions = u32::MAX;
+    m.load(|a| {
+        a.mov(edx, 0x3f8u32).unwrap();
+        a.mov(esi, DATA as u32).unwrap();
+        a.outsb().unwrap();
+        a.hlt().unwrap();
+    });
+    m.cpu.seg[SegReg::Cs as usize] = flat(0x08, true, 3);
+    m.cpu.seg[SegReg::Ss as usize] = flat(0x10, false, 3);
+    m.cpu.rflags = 2;
+    m.cpu.tr.limit = 0x68 + 0x2000;
+    m.bus.load(TSS + 0x66, &0x68u16.to_le_bytes());
+    m.bus.load(TSS + 0x68 + (0x3f8 >> 3), &[0x01]);
+    let e = m.run(10);
+    assert!(
+        matches!(
+            e.kind,
+            EventKind::Intercept(i) if is_gp0(&i.kind)
+        ),
+        "{e:?}"
+    );
+    m.bus.load(TSS + 0x68 + (0x3f8 >> 3), &[0xfe]);
+    let e = m.run(10);
+    assert!(
+        matches!(
+            e.kind,
+            EventKind::Io {
+                port: 0x3f8,
+                size: 1,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn v86_io_always_consults_the_bitmap() {
+    for (iopl, bit, ok) in [
+        (3u64, 0u8, true),
+        (3, 1, false),
+        (0, 0, true),
+        (0, 1, false),
+    ] {
+        let mut m = Machine::new(M::Real);
+        m.policy.exceptions = u32::MAX;
+        m.load(|a| {
+            a.mov(dx, 0x60u32).unwrap();
+            a.in_(al, dx).unwrap();
+            a.hlt().unwrap();
+        });
+        m.cpu.cr0 = 0x11;
+        m.cpu.gdtr = hyperplug_emulator::cpu::DtReg {
+            base: GDT,
+            limit: 0x3f,
+        };
+        m.cpu.rflags = 2 | VM | (iopl << 12);
+        for s in [
+            SegReg::Cs,
+            SegReg::Ss,
+            SegReg::Ds,
+            SegReg::Es,
+            SegReg::Fs,
+            SegReg::Gs,
+        ] {
+            let sel = m.cpu.seg[s as usize].selector;
+            m.cpu.seg[s as usize] = Seg {
+                dpl: 3,
+                ..Seg::real(sel, s == SegReg::Cs)
+            };
+        }
+        m.cpu.tr = Seg {
+            selector: 0x30,
+            base: TSS,
+            limit: 0x68 + 0x2000,
+            typ: 0xb,
+            present: true,
+            ..Seg::default()
+        };
+        m.bus.load(TSS + 0x66, &0x68u16.to_le_bytes());
+        m.bus.load(TSS + 0x68 + (0x60 >> 3), &[bit]);
+        let e = m.run(10);
+        let got = match e.kind {
+            EventKind::Io {
+                port: 0x60,
+                size: 1,
+                write: None,
+            } => true,
+            EventKind::Intercept(i) if is_gp0(&i.kind) => false,
+            k => panic!("iopl {iopl}: {k:?}"),
+        };
+        assert_eq!(got, ok, "iopl {iopl} bit {bit}");
+    }
+}
+
+// ---- Call gates (SDM vol. 3, 5.8.3-5.8.6) ----
+
+/// Extra GDT entries for the call-gate tests (the common GDT ends at 0x3f).
+const UCODE: u16 = 0x40;
+const UDATA: u16 = 0x48;
+const CONF0: u16 = 0x50;
+const NP0: u16 = 0x58;
+const SMALL0: u16 = 0x60;
+const GATE: u16 = 0x68;
+/// Ring-0 stack pointer in the TSS.
+const ESP0: u32 = 0x7000;
+/// Gate target offset.
+const TARGET: u64 = CODE + 0x100;
+
+/// A 32-bit call gate descriptor (SDM vol. 3, Figure 5-8).
+fn call_gate(sel: u16, off: u64, dpl: u8, present: bool, params: u8) -> u64 {
+    (off & 0xffff)
+        | (u64::from(sel) << 16)
+        | (u64::from(params & 0x1f) << 32)
+        | (0xcu64 << 40)
+        | (u64::from(dpl) << 45)
+        | (u64::from(present) << 47)
+        | ((off >> 16 & 0xffff) << 48)
+}
+
+/// A protected-mode machine at `cpl` (0 or 3) with the extra descriptors,
+/// ring-0 SS:ESP = `ss0`:ESP0 in the TSS, and `gate` at GATE.
+fn gate_machine(cpl: u8, gate: u64, ss0: u16) -> Machine {
+    let mut m = Machine::new(M::Prot32);
+    m.policy.exceptions = u32::MAX;
+    let descs: [(u16, u64); 6] = [
+        (UCODE, 0x00cf_fa00_0000_ffff),
+        (UDATA, 0x00cf_f200_0000_ffff),
+        (CONF0, 0x00cf_9e00_0000_ffff),
+        (NP0, 0x00cf_1a00_0000_ffff),
+        (SMALL0, 0x0040_9a00_0000_00ff),
+        (GATE, gate),
+    ];
+    for (sel, d) in descs {
+        m.bus.load(GDT + u64::from(sel), &d.to_le_bytes());
+    }
+    m.cpu.gdtr.limit = 0x7f;
+    m.bus.load(TSS + 4, &ESP0.to_le_bytes());
+    m.bus.load(TSS + 8, &u32::from(ss0).to_le_bytes());
+    if cpl == 3 {
+        m.cpu.seg[SegReg::Cs as usize] = flat(UCODE, true, 3);
+        m.cpu.seg[SegReg::Ss as usize] = flat(UDATA, false, 3);
+    }
+    // The target: INT3 (intercepted, marks arrival).
+    assert!(m.bus.load(TARGET, &[0xcc]));
+    m
+}
+
+/// How a gate transfer ended: the new CS selector, or (vector, error code).
+fn gate_outcome(m: &mut Machine) -> Result<u16, (u8, Option<u32>)> {
+    match m.run(10).kind {
+        EventKind::Intercept(i) => match i.kind {
+            InterceptKind::Exception { vector: 3, .. } => {
+                Ok(m.cpu.seg[SegReg::Cs as usize].selector)
+            }
+            InterceptKind::Exception {
+                vector, error_code, ..
+            } => Err((vector, error_code)),
+            k => panic!("unexpected {k:?}"),
+        },
+        k => panic!("unexpected {k:?}"),
+    }
+}
+
+#[test]
+fn call_gate_privilege_table() {
+    const GP: u8 = 13;
+    const NP: u8 = 11;
+    const TS: u8 = 10;
+    // (cpl, call?, gate selector RPL, gate (target, dpl, present), ss0, outcome)
+    type Row = (
+        u8,
+        bool,
+        u16,
+        (u16, u8, bool),
+        u16,
+        Result<u16, (u8, Option<u32>)>,
+    );
+    let g = u32::from(GATE);
+    let t: [Row; 16] = [
+        // CALL to an inner nonconforming segment: CPL 0, RPL 0.
+        (3, true, 3, (0x08, 3, true), 0x10, Ok(0x08)),
+        (0, true, 0, (0x08, 0, true), 0x10, Ok(0x08)),
+        // Gate DPL < CPL, or RPL > gate DPL.
+        (3, true, 3, (0x08, 0, true), 0x10, Err((GP, Some(g)))),
+        (0, true, 3, (0x08, 0, true), 0x10, Err((GP, Some(g)))),
+        // Gate not present.
+        (3, true, 3, (0x08, 3, false), 0x10, Err((NP, Some(g)))),
+        // JMP through a gate cannot change privilege with a nonconforming target.
+        (3, false, 3, (0x08, 3, true), 0x10, Err((GP, Some(0x08)))),
+        (0, false, 0, (0x08, 0, true), 0x10, Ok(0x08)),
+        // A conforming target keeps the CPL (JMP and CALL).
+        (3, false, 3, (CONF0, 3, true), 0x10, Ok(CONF0 | 3)),
+        (3, true, 3, (CONF0, 3, true), 0x10, Ok(CONF0 | 3)),
+        // Target checks: null, data, DPL > CPL, not present, offset beyond the limit.
+        (3, true, 3, (0, 3, true), 0x10, Err((GP, Some(0)))),
+        (3, true, 3, (0x10, 3, true), 0x10, Err((GP, Some(0x10)))),
+        (
+            0,
+            true,
+            0,
+            (UCODE, 0, true),
+            0x10,
+            Err((GP, Some(u32::from(UCODE)))),
+        ),
+        (
+            3,
+            true,
+            3,
+            (NP0, 3, true),
+            0x10,
+            Err((NP, Some(u32::from(NP0)))),
+        ),
+        (3, true, 3, (SMALL0, 3, true), 0x10, Err((GP, Some(0)))),
+        // The inner stack from the TSS: null SS0, or SS0 with the wrong DPL.
+        (3, true, 3, (0x08, 3, true), 0, Err((TS, Some(0)))),
+        (
+            3,
+            true,
+            3,
+            (0x08, 3, true),
+            UDATA,
+            Err((TS, Some(u32::from(UDATA)))),
+        ),
+    ];
+    for (i, (cpl, call, rpl, (target, dpl, present), ss0, want)) in t.into_iter().enumerate() {
+        let gate = call_gate(target, TARGET, dpl, present, 0);
+        let mut m = gate_machine(cpl, gate, ss0);
+        let sel = GATE | rpl;
+        m.load(|a| {
+            let far = [0u8, 0, 0, 0, sel as u8, (sel >> 8) as u8];
+            if call {
+                a.db(&[0x9a]).unwrap();
+            } else {
+                a.db(&[0xea]).unwrap();
+            }
+            a.db(&far).unwrap();
+        });
+        let before = (m.cpu.seg, m.gpr(4));
+        let got = gate_outcome(&mut m);
+        assert_eq!(got, want, "case {i}");
+        if got.is_err() {
+            assert_eq!((m.cpu.seg, m.gpr(4)), before, "case {i}: state unchanged");
+            assert_eq!(m.cpu.rip, CODE, "case {i}: fault on the CALL/JMP");
+        }
+    }
+}
+
+#[test]
+fn call_gate_stack_switch_copies_parameters_and_retf_returns() {
+    let gate = call_gate(0x08, TARGET, 3, true, 2);
+    let mut m = gate_machine(3, gate, 0x10);
+    let sel = GATE | 3;
+    let bytes = m.load(|a| {
+        a.push(0x1111_1111u32).unwrap();
+        a.push(0x2222_2222u32).unwrap();
+        a.db(&[0x9a, 0, 0, 0, 0, sel as u8, (sel >> 8) as u8])
+            .unwrap();
+        a.mov(eax, 0x5a5au32).unwrap();
+        a.int3().unwrap();
+    });
+    let ret = CODE + 10 + 7;
+    assert_eq!(bytes[10], 0x9a);
+    // The target: INT3 (intercepted, so we can look), then RETF 8.
+    assert!(m.bus.load(TARGET, &[0xcc, 0xca, 0x08, 0x00]));
+    assert!(matches!(gate_outcome(&mut m), Ok(0x08)));
+    assert_eq!(m.cpu.cpl(), 0);
+    assert_eq!(m.cpu.seg[SegReg::Ss as usize].selector, 0x10);
+    let top = m.gpr(4);
+    assert_eq!(top, u64::from(ESP0) - 24);
+    let frame = m.bus.peek(top, 24).expect("stack in RAM");
+    let w = |i: usize| u32::from_le_bytes(frame[4 * i..4 * i + 4].try_into().unwrap());
+    assert_eq!(
+        [w(0), w(1), w(2), w(3), w(4), w(5)],
+        [
+            ret as u32,
+            u32::from(UCODE | 3),
+            0x2222_2222,
+            0x1111_1111,
+            (STACK - 8) as u32,
+            u32::from(UDATA | 3)
+        ]
+    );
+    // Resume after the INT3: RETF 8 returns to ring 3 and releases the parameters.
+    m.cpu.rip = TARGET + 1;
+    match gate_outcome(&mut m) {
+        Ok(sel) => assert_eq!(sel, UCODE | 3),
+        e => panic!("{e:?}"),
+    }
+    assert_eq!(m.cpu.cpl(), 3);
+    assert_eq!(m.cpu.seg[SegReg::Ss as usize].selector, UDATA | 3);
+    assert_eq!(m.gpr(4), STACK);
+    assert_eq!(m.gpr(0) & 0xffff, 0x5a5a);
+}
