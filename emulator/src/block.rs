@@ -13,7 +13,7 @@
 //! and translated again.
 
 use crate::decode::DecodeCache;
-use crate::fast::Fast;
+use crate::fast::{reg_fn, Fast, RegFn};
 
 /// Most instructions in one block.
 pub(crate) const BLOCK_MAX: usize = 16;
@@ -30,6 +30,12 @@ pub(crate) struct BlockOp {
     /// It writes memory: the fast loop checks, after it, that the write
     /// left cached code and translations alone before going on.
     pub(crate) writes: bool,
+    /// The specialised handler of a register-only form (then `fast` is
+    /// not consulted), with its operands `a`, `b`, `imm` (see [`RegFn`]).
+    pub(crate) reg: Option<RegFn>,
+    pub(crate) a: u8,
+    pub(crate) b: u8,
+    pub(crate) imm: u64,
 }
 
 /// A block.
@@ -52,6 +58,10 @@ const EMPTY: Block = Block {
         fast: Fast::None,
         len: 0,
         writes: false,
+        reg: None,
+        a: 0,
+        b: 0,
+        imm: 0,
     }; BLOCK_MAX],
 };
 
@@ -124,10 +134,18 @@ impl Blocks {
             ) {
                 break;
             }
+            let (reg, ra, rb, imm) = match reg_fn(&d.fast) {
+                Some((f, ra, rb, imm)) => (Some(f), ra, rb, imm),
+                None => (None, 0, 0, 0),
+            };
             b.ops[usize::from(b.n)] = BlockOp {
                 fast: d.fast,
                 len: d.len,
                 writes: writes(&d.fast),
+                reg,
+                a: ra,
+                b: rb,
+                imm,
             };
             b.n += 1;
             if ends_block(&d.fast) {

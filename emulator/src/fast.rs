@@ -30,6 +30,7 @@ use iced_x86::{Code, Instruction, Mnemonic, OpKind, Register};
 
 /// A two-operand ALU operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub(crate) enum AluOp {
     Add,
     Or,
@@ -444,6 +445,102 @@ fn put(g: &mut u64, size: u8, v: u64) {
     *g = (*g & keep) | (v & m);
 }
 
+/// A register-only fast form with its operation, size and operand
+/// roles fixed at block-build time: `(cpu, flags, a, b, imm)`, where `a`
+/// and `b` are GPR indices and `imm` an immediate, as the form needs. It
+/// cannot fail; the caller advances RIP.
+pub(crate) type RegFn = fn(&mut Cpu, &mut Lazy, u8, u8, u64);
+
+/// [`AluOp`] by discriminant (for const generics).
+const ALU_OPS: [AluOp; 9] = [
+    AluOp::Add,
+    AluOp::Or,
+    AluOp::Adc,
+    AluOp::Sbb,
+    AluOp::And,
+    AluOp::Sub,
+    AluOp::Xor,
+    AluOp::Cmp,
+    AluOp::Test,
+];
+
+fn alu_rr<const OP: u8, const S: u8>(cpu: &mut Cpu, lz: &mut Lazy, dst: u8, src: u8, _: u64) {
+    let b = cpu.gpr[usize::from(src)];
+    alu_to(cpu, lz, ALU_OPS[OP as usize], dst, b, S);
+}
+
+fn alu_ri<const OP: u8, const S: u8>(cpu: &mut Cpu, lz: &mut Lazy, dst: u8, _: u8, imm: u64) {
+    alu_to(cpu, lz, ALU_OPS[OP as usize], dst, imm, S);
+}
+
+fn incdec<const INC: bool, const S: u8>(cpu: &mut Cpu, lz: &mut Lazy, r: u8, _: u8, _: u64) {
+    let a = cpu.gpr[usize::from(r)];
+    let res = lz.incdec(cpu, a, INC, S);
+    put(&mut cpu.gpr[usize::from(r)], S, res);
+}
+
+fn mov_rr<const S: u8>(cpu: &mut Cpu, _: &mut Lazy, dst: u8, src: u8, _: u64) {
+    let v = cpu.gpr[usize::from(src)];
+    put(&mut cpu.gpr[usize::from(dst)], S, v);
+}
+
+fn mov_ri<const S: u8>(cpu: &mut Cpu, _: &mut Lazy, dst: u8, _: u8, imm: u64) {
+    put(&mut cpu.gpr[usize::from(dst)], S, imm);
+}
+
+/// Picks the instance of a handler generic over its size `S` (1, 2, 4, 8).
+macro_rules! sized {
+    ($size:expr, $f:ident $(, $c:expr)*) => {
+        match $size {
+            8 => $f::<$($c,)* 8> as RegFn,
+            4 => $f::<$($c,)* 4>,
+            2 => $f::<$($c,)* 2>,
+            _ => $f::<$($c,)* 1>,
+        }
+    };
+}
+
+fn alu_fn<const OP: u8>(size: u8, rr: bool) -> RegFn {
+    if rr {
+        sized!(size, alu_rr, OP)
+    } else {
+        sized!(size, alu_ri, OP)
+    }
+}
+
+/// The specialised handler of a register-only fast form and its operands
+/// `(a, b, imm)`, or `None` for the other forms.
+pub(crate) fn reg_fn(f: &Fast) -> Option<(RegFn, u8, u8, u64)> {
+    let alu = |op: AluOp, size: u8, rr: bool| match op {
+        AluOp::Add => alu_fn::<0>(size, rr),
+        AluOp::Or => alu_fn::<1>(size, rr),
+        AluOp::Adc => alu_fn::<2>(size, rr),
+        AluOp::Sbb => alu_fn::<3>(size, rr),
+        AluOp::And => alu_fn::<4>(size, rr),
+        AluOp::Sub => alu_fn::<5>(size, rr),
+        AluOp::Xor => alu_fn::<6>(size, rr),
+        AluOp::Cmp => alu_fn::<7>(size, rr),
+        AluOp::Test => alu_fn::<8>(size, rr),
+    };
+    Some(match *f {
+        Fast::AluRR { op, dst, src, size } => (alu(op, size, true), dst, src, 0),
+        Fast::AluRI { op, dst, imm, size } => (alu(op, size, false), dst, 0, imm),
+        Fast::IncDec {
+            inc: true,
+            reg,
+            size,
+        } => (sized!(size, incdec, true), reg, 0, 0),
+        Fast::IncDec {
+            inc: false,
+            reg,
+            size,
+        } => (sized!(size, incdec, false), reg, 0, 0),
+        Fast::MovRR { dst, src, size } => (sized!(size, mov_rr), dst, src, 0),
+        Fast::MovRI { dst, imm, size } => (sized!(size, mov_ri), dst, 0, imm),
+        _ => return None,
+    })
+}
+
 /// What stopped the fast loop.
 pub(crate) enum FastStop {
     /// The next instruction needs the general path.
@@ -541,21 +638,34 @@ impl Engine {
             if let Some(bi) = blocks.find(gpa, &self.dcache) {
                 let b = &blocks.slots[bi];
                 let n = u64::from(b.n).min(budget - st) as usize;
+                // Instructions of the block retired so far.
+                let mut k = 0u64;
                 for op in &b.ops[..n] {
+                    if let Some(f) = op.reg {
+                        f(cpu, lz, op.a, op.b, op.imm);
+                        cpu.rip = cpu.rip.wrapping_add(u64::from(op.len));
+                        k += 1;
+                        continue;
+                    }
                     if !self.exec_fast(cpu, bus, &env, lz, &op.fast, op.len) {
+                        st += k;
+                        rt += k;
                         break 'run FastStop::Slow;
                     }
-                    st += 1;
-                    rt += 1;
+                    k += 1;
                     // A write to cached code or to a paging structure: fetch
                     // and translate the rest again.
                     if op.writes
                         && (self.dcache.generation != b.generation
                             || self.st.utlb.is_stale(&self.st.tracker))
                     {
+                        st += k;
+                        rt += k;
                         continue 'run;
                     }
                 }
+                st += k;
+                rt += k;
                 continue;
             }
             let Some(d) = self.dcache.get(gpa, 64) else {
