@@ -625,3 +625,54 @@ fn call_gate_stack_switch_copies_parameters_and_retf_returns() {
     assert_eq!(m.gpr(4), STACK);
     assert_eq!(m.gpr(0) & 0xffff, 0x5a5a);
 }
+
+#[test]
+fn call_gate_64_bit_switches_to_rsp0_and_retfq_returns() {
+    const RSP0: u64 = 0x6000;
+    let mut m = Machine::new(M::Long64);
+    m.policy.exceptions = u32::MAX;
+    // A 16-byte 64-bit call gate at 0x40, DPL 3, to 0x18:TARGET (SDM vol. 3, Figure 5-9).
+    let lo = call_gate(0x18, TARGET, 3, true, 0);
+    m.bus.load(GDT + 0x40, &lo.to_le_bytes());
+    m.bus.load(GDT + 0x48, &(TARGET >> 32).to_le_bytes());
+    m.cpu.gdtr.limit = 0x4f;
+    m.bus.load(TSS + 4, &RSP0.to_le_bytes());
+    let mut ucs = flat(0x20, true, 3);
+    ucs.l = true;
+    ucs.db = false;
+    m.cpu.seg[SegReg::Cs as usize] = ucs;
+    m.cpu.seg[SegReg::Ss as usize] = flat(0x28, false, 3);
+    // The far pointer (offset ignored, selector 0x43) at DATA.
+    m.bus.load(DATA, &0u64.to_le_bytes());
+    m.bus.load(DATA + 8, &0x43u16.to_le_bytes());
+    // call far qword [DATA]; mov eax, 0x77; int3
+    let mut code = vec![0x48, 0xff, 0x1c, 0x25];
+    code.extend_from_slice(&(DATA as u32).to_le_bytes());
+    code.extend_from_slice(&[0xb8, 0x77, 0, 0, 0, 0xcc]);
+    m.bus.load(CODE, &code);
+    // Target: INT3, then RETFQ.
+    m.bus.load(TARGET, &[0xcc, 0x48, 0xcb]);
+    assert_eq!(gate_outcome(&mut m), Ok(0x18));
+    assert_eq!(m.cpu.cpl(), 0);
+    assert_eq!(m.cpu.seg[SegReg::Ss as usize].selector, 0, "null SS, RPL 0");
+    assert_eq!(m.gpr(4), RSP0 - 32);
+    let f = m.bus.peek(RSP0 - 32, 32).expect("stack in RAM");
+    let q = |i: usize| u64::from_le_bytes(f[8 * i..8 * i + 8].try_into().unwrap());
+    assert_eq!(
+        [q(0), q(1), q(2), q(3)],
+        [CODE + 8, 0x23, STACK, 0x2b],
+        "RIP, CS, RSP, SS"
+    );
+    m.cpu.rip = TARGET + 1;
+    assert_eq!(gate_outcome(&mut m), Ok(0x23));
+    assert_eq!((m.cpu.cpl(), m.gpr(4), m.gpr(0)), (3, STACK, 0x77));
+    // A 32-bit gate type in IA-32e mode names a 64-bit gate; a 16-bit gate is #GP(sel).
+    let mut m2 = Machine::new(M::Long64);
+    m2.policy.exceptions = u32::MAX;
+    let lo16 = (TARGET & 0xffff) | (0x18 << 16) | (0xe4u64 << 40);
+    m2.bus.load(GDT + 0x40, &lo16.to_le_bytes());
+    m2.cpu.gdtr.limit = 0x4f;
+    m2.bus.load(DATA + 8, &0x40u16.to_le_bytes());
+    m2.bus.load(CODE, &code);
+    assert_eq!(gate_outcome(&mut m2), Err((13, Some(0x40))));
+}
