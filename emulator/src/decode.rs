@@ -154,10 +154,17 @@ impl DecodeCache {
 
     /// Notes a guest write of `len` bytes at `gpa`; drops cached instructions
     /// on the pages it touches. Returns whether anything could have been cached there.
-    #[inline]
+    #[inline(always)]
     pub fn on_write(&mut self, gpa: u64, len: u64) -> bool {
         let first = gpa >> 12;
         let last = gpa.saturating_add(len.max(1) - 1) >> 12;
+        if first == last {
+            // One page (the common case): one filter test.
+            let (w, b) = filter_bit(first);
+            if self.filter[w] & b == 0 {
+                return false;
+            }
+        }
         let mut hit = false;
         for gfn in first..=last {
             let (w, b) = filter_bit(gfn);

@@ -807,27 +807,27 @@ impl Engine {
             Fast::MovRI { dst, imm, size } => {
                 by_size!(size, S => put(&mut cpu.gpr[usize::from(dst)], S, imm))
             }
-            Fast::Load { dst, size, m } => {
-                let Some(lin) = Self::mem_lin(cpu, &m, rip, size) else {
+            Fast::Load { dst, size, m } => by_size!(size, S => {
+                let Some(lin) = Self::mem_lin(cpu, &m, rip, S) else {
                     return false;
                 };
-                let Some(v) = self.fast_read(bus, env, lin, size) else {
+                let Some(v) = self.fast_read(bus, env, lin, S) else {
                     return false;
                 };
-                put(&mut cpu.gpr[usize::from(dst)], size, v);
-            }
-            Fast::Store { src, size, m } => {
-                let Some(lin) = Self::mem_lin(cpu, &m, rip, size) else {
+                put(&mut cpu.gpr[usize::from(dst)], S, v);
+            }),
+            Fast::Store { src, size, m } => by_size!(size, S => {
+                let Some(lin) = Self::mem_lin(cpu, &m, rip, S) else {
                     return false;
                 };
-                let Some(gpa) = self.fast_write_check(bus, env, lin, size) else {
+                let Some(gpa) = self.fast_write_check(bus, env, lin, S) else {
                     return false;
                 };
                 let v = cpu.gpr[usize::from(src)];
-                if !self.fast_write(bus, gpa, size, v) {
+                if !self.fast_write(bus, gpa, S, v) {
                     return false;
                 }
-            }
+            }),
             Fast::Jcc { cc, rel } => {
                 if lz.cond(cpu, cc) {
                     let t = rip.wrapping_add(rel);
