@@ -4,8 +4,9 @@
 //! mode) (SDM vol. 3, 6.12 "Exception and Interrupt Handling", 6.14
 //! "Exception and Interrupt Handling in 64-bit Mode").
 //!
-//! Not supported yet: task gates, delivery from virtual-8086 mode; both
-//! raise #GP with the IDT error code.
+//! Task gates switch tasks (SDM vol. 3, 6.12.2 "Interrupt Tasks"; see
+//! `task`). Not supported yet: delivery from virtual-8086 mode (#GP with
+//! the IDT error code).
 
 use crate::bus::Bus;
 use crate::cpu::{reg, Mode, Seg, SegReg};
@@ -13,6 +14,7 @@ use crate::exception::{vector, Exception, OpResult};
 use crate::exec::Ctx;
 use crate::flags;
 use crate::seg::{null_seg, parse};
+use crate::task::Switch;
 
 /// What is being delivered (decides the EXT bit and the gate-DPL check).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,7 +91,7 @@ impl<B: Bus> Ctx<'_, B> {
         let ok = if long {
             matches!(typ, 0x0e | 0x0f)
         } else {
-            matches!(typ, 0x06 | 0x07 | 0x0e | 0x0f)
+            matches!(typ, 0x05 | 0x06 | 0x07 | 0x0e | 0x0f)
         };
         if !ok || self.mode == Mode::V86 {
             return Err(Exception::gp(ec).into());
@@ -137,6 +139,12 @@ impl<B: Bus> Ctx<'_, B> {
     fn deliver_protected(&mut self, v: u8, code: Option<u32>, src: Source) -> OpResult {
         let (lo, _) = self.read_gate(v, src, false)?;
         let typ = (lo >> 40) & 0x1f;
+        if typ == 0x05 {
+            // Task gate: a task switch, the error code pushed on the new stack (SDM 6.12.2).
+            let ext = u32::from(src != Source::Software);
+            let ret = self.cpu.rip;
+            return self.task_switch((lo >> 16) as u16, Switch::Call, ret, ext, code);
+        }
         let gate32 = typ & 8 != 0;
         let interrupt_gate = typ & 1 == 0;
         let sel = (lo >> 16) as u16;

@@ -33,7 +33,10 @@
 //!   privilege or TSS stack switch, IST).
 //! * `seg` — descriptor parsing and segment-register load checks.
 //! * `ops/gates` — far CALL/JMP through 16/32-bit and 64-bit call gates
-//!   (privilege checks, TSS stack switch, parameter copying).
+//!   (privilege checks, TSS stack switch, parameter copying), and to TSS
+//!   descriptors and task gates.
+//! * `task` — hardware task switches with 32-bit TSSs (JMP/CALL, INT and
+//!   exceptions through task gates, IRET with NT).
 //! * [`policy`] — [`InterceptPolicy`] and the [`Event`] returned.
 //! * [`flags`] — RFLAGS bits and eager flag computation.
 //! * [`model`] — the CPUID table.
@@ -52,8 +55,7 @@
 //!
 //! # Not implemented yet
 //!
-//! Task switches and task gates (#GP), virtual-8086 delivery and IRET to
-//! V86, ADCX/ADOX, debug-register breakpoints, x87/SSE (all raise #UD).
+//! 16-bit TSSs, virtual-8086 delivery and IRET to V86, ADCX/ADOX, debug-register breakpoints, x87/SSE (all raise #UD).
 
 mod block;
 pub mod bus;
@@ -70,6 +72,7 @@ pub mod model;
 pub(crate) mod ops;
 pub mod policy;
 mod seg;
+mod task;
 mod utlb;
 
 pub use bus::{Bus, BusStop, FlatBus};

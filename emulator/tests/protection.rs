@@ -676,3 +676,240 @@ fn call_gate_64_bit_switches_to_rsp0_and_retfq_returns() {
     m2.bus.load(CODE, &code);
     assert_eq!(gate_outcome(&mut m2), Err((13, Some(0x40))));
 }
+
+// ---- Hardware task switches (SDM vol. 3, 7.3) ----
+
+const TSS_A: u16 = 0x40;
+const TSS_B: u16 = 0x48;
+const TASK_GATE: u16 = 0x50;
+const TSS_B_BASE: u64 = 0x1900;
+const TASK_B_EIP: u64 = CODE + 0x200;
+
+/// A 32-bit TSS descriptor (SDM vol. 3, Figure 7-3); `typ` 9 available, 0xb busy.
+fn tss_desc(base: u64, limit: u32, typ: u8, present: bool) -> u64 {
+    u64::from(limit & 0xffff)
+        | ((base & 0xff_ffff) << 16)
+        | (u64::from(typ) << 40)
+        | (u64::from(present) << 47)
+        | (u64::from(limit >> 16 & 0xf) << 48)
+        | ((base >> 24 & 0xff) << 56)
+}
+
+/// The task B image: segments (ES, CS, SS, DS, FS, GS) and the LDT selector.
+struct TaskB {
+    segs: [u16; 6],
+    ldt: u16,
+    eflags: u32,
+}
+
+impl Default for TaskB {
+    fn default() -> Self {
+        Self {
+            segs: [0x10, 0x08, 0x10, 0x10, 0x10, 0x10],
+            ldt: 0,
+            eflags: 2,
+        }
+    }
+}
+
+/// Protected-mode machine in task A (TR = TSS_A, busy) with an available
+/// task B and a task gate to it; task B starts at TASK_B_EIP with EAX =
+/// 0xb0b, ESP = 0x5000.
+fn task_machine(b: &TaskB, b_desc: u64) -> Machine {
+    let mut m = Machine::new(M::Prot32);
+    m.policy.exceptions = 1 << 3;
+    m.bus.load(
+        GDT + u64::from(TSS_A),
+        &tss_desc(TSS, 0x67, 0xb, true).to_le_bytes(),
+    );
+    m.bus.load(GDT + u64::from(TSS_B), &b_desc.to_le_bytes());
+    let gate = (u64::from(TSS_B) << 16) | (0x85u64 << 40);
+    m.bus.load(GDT + u64::from(TASK_GATE), &gate.to_le_bytes());
+    m.cpu.gdtr.limit = 0x7f;
+    m.cpu.tr.selector = TSS_A;
+    m.cpu.tr.typ = 0xb;
+    let w32 = |m: &mut Machine, o: u64, v: u32| {
+        m.bus.load(TSS_B_BASE + o, &v.to_le_bytes());
+    };
+    w32(&mut m, 0x20, TASK_B_EIP as u32);
+    w32(&mut m, 0x24, b.eflags);
+    w32(&mut m, 0x28, 0xb0b);
+    w32(&mut m, 0x38, 0x5000);
+    for (i, s) in b.segs.iter().enumerate() {
+        w32(&mut m, 0x48 + 4 * i as u64, u32::from(*s));
+    }
+    w32(&mut m, 0x60, u32::from(b.ldt));
+    m
+}
+
+fn desc_type(m: &Machine, sel: u16) -> u8 {
+    m.bus.peek(GDT + u64::from(sel) + 5, 1).expect("gdt")[0] & 0xf
+}
+
+fn marker(m: &mut Machine) -> Result<(), (u8, Option<u32>)> {
+    match m.run(20).kind {
+        EventKind::Intercept(i) => match i.kind {
+            InterceptKind::Exception { vector: 3, .. } => Ok(()),
+            InterceptKind::Exception {
+                vector, error_code, ..
+            } => Err((vector, error_code)),
+            k => panic!("unexpected {k:?}"),
+        },
+        k => panic!("unexpected {k:?} at {:#x}", m.cpu.rip),
+    }
+}
+
+#[test]
+fn call_to_tss_links_and_iret_returns() {
+    let mut m = task_machine(&TaskB::default(), tss_desc(TSS_B_BASE, 0x67, 0x9, true));
+    m.policy.exceptions = 1 << 3 | 1 << 13 | 1 << 10 | 1 << 11;
+    m.load(|a| {
+        a.mov(eax, 0x5555u32).unwrap();
+        a.db(&[0x9a, 0, 0, 0, 0, TSS_B as u8, 0]).unwrap();
+        a.mov(ebx, 0x99u32).unwrap();
+        a.int3().unwrap();
+    });
+    // Task B: INT3, then IRETD back.
+    m.bus.load(TASK_B_EIP, &[0xcc, 0xcf]);
+    assert_eq!(marker(&mut m), Ok(()));
+    assert_eq!(m.cpu.tr.selector, TSS_B);
+    assert_eq!((m.gpr(0), m.gpr(4)), (0xb0b, 0x5000));
+    assert_ne!(m.cpu.rflags & (1 << 14), 0, "NT set by CALL");
+    assert_ne!(m.cpu.cr0 & 8, 0, "CR0.TS set");
+    assert_eq!(
+        m.bus.peek_u64(TSS_B_BASE) & 0xffff,
+        u64::from(TSS_A),
+        "back link"
+    );
+    assert_eq!((desc_type(&m, TSS_A), desc_type(&m, TSS_B)), (0xb, 0xb));
+    let saved = |m: &Machine, o: u64| m.bus.peek_u64(TSS + o) & 0xffff_ffff;
+    assert_eq!(saved(&m, 0x20), CODE + 12, "old EIP after the CALL");
+    assert_eq!(saved(&m, 0x28), 0x5555, "old EAX");
+    assert_eq!(saved(&m, 0x4c) & 0xffff, 0x08, "old CS");
+    // IRET with NT: back to task A.
+    m.cpu.rip = TASK_B_EIP + 1;
+    assert_eq!(marker(&mut m), Ok(()));
+    assert_eq!(m.cpu.tr.selector, TSS_A);
+    assert_eq!((m.gpr(0), m.gpr(3), m.gpr(4)), (0x5555, 0x99, STACK));
+    assert_eq!(m.cpu.rflags & (1 << 14), 0, "NT clear in task A");
+    assert_eq!((desc_type(&m, TSS_A), desc_type(&m, TSS_B)), (0xb, 0x9));
+    let b_saved_fl = m.bus.peek_u64(TSS_B_BASE + 0x24) & 0xffff_ffff;
+    assert_eq!(b_saved_fl & (1 << 14), 0, "IRET saves NT clear");
+}
+
+#[test]
+fn jmp_through_task_gate_and_int_through_task_gate() {
+    let mut m = task_machine(&TaskB::default(), tss_desc(TSS_B_BASE, 0x67, 0x9, true));
+    m.load(|a| {
+        a.db(&[0xea, 0, 0, 0, 0, TASK_GATE as u8, 0]).unwrap();
+    });
+    m.bus.load(TASK_B_EIP, &[0xcc]);
+    assert_eq!(marker(&mut m), Ok(()));
+    assert_eq!(m.cpu.tr.selector, TSS_B);
+    assert_eq!(m.cpu.rflags & (1 << 14), 0, "JMP does not nest");
+    assert_eq!((desc_type(&m, TSS_A), desc_type(&m, TSS_B)), (0x9, 0xb));
+    assert_eq!(m.bus.peek_u64(TSS_B_BASE) & 0xffff, 0, "no back link");
+
+    // An exception through an IDT task gate: the error code goes on the new task's stack.
+    let mut m = task_machine(&TaskB::default(), tss_desc(TSS_B_BASE, 0x67, 0x9, true));
+    let gate = (u64::from(TSS_B) << 16) | (0x85u64 << 40);
+    m.bus.load(IDT + 8 * 13, &gate.to_le_bytes());
+    m.load(|a| {
+        a.mov(eax, 0x78u32).unwrap();
+        a.mov(ds, ax).unwrap();
+    });
+    m.bus.load(TASK_B_EIP, &[0xcc]);
+    assert_eq!(marker(&mut m), Ok(()));
+    assert_eq!(m.cpu.tr.selector, TSS_B);
+    assert_eq!(m.gpr(4), 0x5000 - 4);
+    assert_eq!(m.bus.peek_u64(0x5000 - 4) & 0xffff_ffff, 0x78, "#GP(0x78)");
+    assert_ne!(m.cpu.rflags & (1 << 14), 0, "NT set");
+    assert_eq!(
+        m.bus.peek_u64(TSS + 0x20) & 0xffff_ffff,
+        CODE + 5,
+        "faulting EIP saved"
+    );
+}
+
+#[test]
+fn task_switch_faults_leave_the_old_task() {
+    const GP: u8 = 13;
+    const NP: u8 = 11;
+    const TS: u8 = 10;
+    let base = tss_desc(TSS_B_BASE, 0x67, 0x9, true);
+    let seg = |i: usize, s: u16| {
+        let mut t = TaskB::default();
+        t.segs[i] = s;
+        t
+    };
+    let t: Vec<(TaskB, u64, (u8, Option<u32>))> = vec![
+        (
+            TaskB::default(),
+            tss_desc(TSS_B_BASE, 0x67, 0xb, true),
+            (GP, Some(0x48)),
+        ),
+        (
+            TaskB::default(),
+            tss_desc(TSS_B_BASE, 0x67, 0x9, false),
+            (NP, Some(0x48)),
+        ),
+        (
+            TaskB::default(),
+            tss_desc(TSS_B_BASE, 0x66, 0x9, true),
+            (TS, Some(0x48)),
+        ),
+        (
+            TaskB::default(),
+            tss_desc(TSS_B_BASE, 0x67, 0x1, true),
+            (GP, Some(0x48)),
+        ),
+        (seg(1, 0), base, (TS, Some(0))),
+        (seg(1, 0x10), base, (TS, Some(0x10))),
+        (seg(2, 0x13), base, (TS, Some(0x10))),
+        (seg(2, 0x08), base, (TS, Some(0x08))),
+        (seg(3, 0x78), base, (TS, Some(0x78))),
+        (
+            TaskB {
+                ldt: 0x10,
+                ..TaskB::default()
+            },
+            base,
+            (TS, Some(0x10)),
+        ),
+    ];
+    for (i, (b, d, want)) in t.into_iter().enumerate() {
+        let mut m = task_machine(&b, d);
+        m.policy.exceptions = u32::MAX;
+        m.load(|a| {
+            a.db(&[0xea, 0, 0, 0, 0, TSS_B as u8, 0]).unwrap();
+        });
+        let gdt = m.bus.peek(GDT, 0x80).expect("gdt");
+        let tss = m.bus.peek(TSS, 0x68).expect("tss");
+        let before = (m.cpu.seg, m.cpu.tr, m.cpu.cr0, m.gpr(4));
+        assert_eq!(marker(&mut m), Err(want), "case {i}");
+        assert_eq!(
+            (m.cpu.seg, m.cpu.tr, m.cpu.cr0, m.gpr(4)),
+            before,
+            "case {i}"
+        );
+        assert_eq!(m.cpu.rip, CODE, "case {i}");
+        assert_eq!(
+            m.bus.peek(GDT, 0x80).expect("gdt"),
+            gdt,
+            "case {i}: GDT untouched"
+        );
+        assert_eq!(
+            m.bus.peek(TSS, 0x68).expect("tss"),
+            tss,
+            "case {i}: TSS untouched"
+        );
+    }
+    // IRET with NT to a link that is not a busy TSS: #TS(link).
+    let mut m = task_machine(&TaskB::default(), base);
+    m.policy.exceptions = u32::MAX;
+    m.bus.load(TSS, &u32::from(TSS_B).to_le_bytes());
+    m.cpu.rflags |= 1 << 14;
+    m.load(|a| a.iretd().unwrap());
+    assert_eq!(marker(&mut m), Err((TS, Some(0x48))));
+    assert_eq!(m.cpu.tr.selector, TSS_A);
+}

@@ -3,8 +3,8 @@
 //!
 //! Far transfers: real and virtual-8086 mode, and protected/IA-32e mode to
 //! a code segment at the same privilege (JMP/CALL) or the same or an outer
-//! privilege (RET/IRET). Far JMP/CALL through call gates are in `gates`;
-//! task gates and TSS targets raise #GP.
+//! privilege (RET/IRET). Far JMP/CALL through call gates, task gates and
+//! to TSSs are in `gates`; IRET with NT returns to the linked task.
 
 use crate::bus::Bus;
 use crate::cpu::{reg, Mode, Seg, SegReg};
@@ -116,7 +116,7 @@ pub(super) fn jmp<B: Bus>(cx: &mut Ctx<'_, B>) -> OpResult {
         }
         _ => {
             let (sel, off, _) = cx.far_operand()?;
-            if let Some(r) = cx.far_via_system(sel, 0, false) {
+            if let Some(r) = cx.far_via_system(sel, cx.next_rip, false) {
                 return r;
             }
             let cs = cx.far_load(sel, off, None)?;
@@ -297,6 +297,15 @@ pub(super) fn int<B: Bus>(cx: &mut Ctx<'_, B>, m: Mnemonic) -> OpResult {
 pub(super) fn iret<B: Bus>(cx: &mut Ctx<'_, B>) -> OpResult {
     if cx.policy.insns.contains(InsnIntercepts::IRET) {
         return Err(cx.intercept(InterceptKind::Iret));
+    }
+    if cx.mode.is_protected() && cx.cpu.rflags & flags::NT != 0 {
+        // Task return (SDM vol. 2, IRET "TASK-RETURN"; vol. 3, 7.3); #GP(0) in IA-32e mode.
+        if cx.cpu.efer & crate::cpu::EFER_LMA != 0 {
+            return Err(Exception::gp(0).into());
+        }
+        let link = cx.read_tss(0, 2)? as u16;
+        let ret = cx.next_rip;
+        return cx.task_switch(link, crate::task::Switch::Iret, ret, 0, None);
     }
     let size = cx.osz3([Code::Iretw, Code::Iretd, Code::Iretq]);
     let off = cx.peek_stack(0, size)? & mask(size);

@@ -2,9 +2,10 @@
 //! 5.8.4 "Accessing a Code Segment Through a Call Gate", 5.8.5 "Stack
 //! Switching", 5.8.6 "Returning from a Called Procedure"; vol. 2, CALL and
 //! JMP "Operation", CALL-GATE): 16- and 32-bit gates in protected mode,
-//! 64-bit gates in IA-32e mode (SDM vol. 3, 5.8.3.1). Task gates and TSS
-//! descriptors as targets raise #GP(selector) (task switches are not
-//! implemented).
+//! 64-bit gates in IA-32e mode (SDM vol. 3, 5.8.3.1). A TSS descriptor or
+//! a task gate as the target switches tasks (SDM vol. 3, 7.3; vol. 2, JMP
+//! and CALL "TASK-GATE" / "TASK-STATE-SEGMENT"); IA-32e mode has no task
+//! switching (#GP(selector)).
 
 use crate::bus::Bus;
 use crate::cpu::{reg, Mode, Seg, SegReg};
@@ -13,6 +14,7 @@ use crate::exec::Ctx;
 use crate::flags::mask;
 use crate::mem::is_canonical;
 use crate::seg::{null_seg, parse};
+use crate::task::Switch;
 
 /// Call gate types (SDM vol. 3, Table 3-2): 16-bit, and 32-bit (64-bit in IA-32e mode).
 const GATE16: u8 = 0x4;
@@ -34,6 +36,11 @@ impl<B: Bus> Ctx<'_, B> {
         if lo >> 44 & 1 != 0 {
             return None;
         }
+        let long = self.cpu.efer & crate::cpu::EFER_LMA != 0;
+        let typ = (lo >> 40 & 0xf) as u8;
+        if !long && matches!(typ, 0x5 | 0x9 | 0xb) {
+            return Some(self.far_to_task(sel, lo, ret, call));
+        }
         let saved = (self.cpu.seg, self.cpl, self.mode);
         let r = self.through_call_gate(sel, lo, ret, call);
         if r.is_err() {
@@ -44,9 +51,31 @@ impl<B: Bus> Ctx<'_, B> {
         Some(r)
     }
 
+    /// JMP/CALL to a TSS descriptor or a task gate: DPL ≥ CPL and ≥ RPL,
+    /// the gate present (SDM vol. 2, JMP/CALL "TASK-GATE",
+    /// "TASK-STATE-SEGMENT"); the rest is the task switch's.
+    fn far_to_task(&mut self, sel: u16, lo: u64, ret: u64, call: bool) -> OpResult {
+        let dpl = (lo >> 45 & 3) as u8;
+        let rpl = (sel & 3) as u8;
+        if dpl < self.cpl || dpl < rpl {
+            return Err(Exception::gp(u32::from(sel & 0xfffc)).into());
+        }
+        let tss = if (lo >> 40 & 0xf) == 0x5 {
+            if lo >> 47 & 1 == 0 {
+                return Err(Exception::with_code(vector::NP, u32::from(sel & 0xfffc)).into());
+            }
+            (lo >> 16) as u16
+        } else {
+            sel
+        };
+        let why = if call { Switch::Call } else { Switch::Jmp };
+        self.task_switch(tss, why, ret, 0, None)
+    }
+
     fn through_call_gate(&mut self, gsel: u16, lo: u64, ret: u64, call: bool) -> OpResult {
         let ggp = Exception::gp(u32::from(gsel & 0xfffc));
         let long = self.cpu.efer & crate::cpu::EFER_LMA != 0;
+        // (A task gate or TSS in IA-32e mode lands here and fails the type check.)
         let typ = (lo >> 40 & 0xf) as u8;
         // Only call gates are handled; in IA-32e mode only the 64-bit type (SDM 5.8.3.1).
         if !(typ == GATE32 || (!long && typ == GATE16)) {
