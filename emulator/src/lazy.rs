@@ -129,13 +129,23 @@ impl Lazy {
     /// The current CF.
     #[inline(always)]
     pub(crate) fn cf(&self, cpu: &Cpu) -> bool {
-        let m = u128::from(mask_of(self.size));
-        let (a, b) = (u128::from(self.a) & m, u128::from(self.b) & m);
+        if self.keep_cf {
+            return cpu.rflags & CF != 0;
+        }
+        let wide = || {
+            let m = u128::from(mask_of(self.size));
+            (u128::from(self.a) & m, u128::from(self.b) & m, m)
+        };
         match self.op {
-            _ if self.keep_cf => cpu.rflags & CF != 0,
             Op::None => cpu.rflags & CF != 0,
-            Op::Add => a + b + u128::from(self.carry) > m,
-            Op::Sub => a < b + u128::from(self.carry),
+            Op::Add => {
+                let (a, b, m) = wide();
+                a + b + u128::from(self.carry) > m
+            }
+            Op::Sub => {
+                let (a, b, _) = wide();
+                a < b + u128::from(self.carry)
+            }
             Op::Logic => false,
         }
     }
