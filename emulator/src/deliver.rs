@@ -5,8 +5,10 @@
 //! "Exception and Interrupt Handling in 64-bit Mode").
 //!
 //! Task gates switch tasks (SDM vol. 3, 6.12.2 "Interrupt Tasks"; see
-//! `task`). Not supported yet: delivery from virtual-8086 mode (#GP with
-//! the IDT error code).
+//! `task`). From virtual-8086 mode an interrupt or exception goes to a
+//! ring-0 handler with GS, FS, DS, ES saved on its stack (SDM vol. 3,
+//! 20.3.1.1 "Handling an Interrupt or Exception Through a Protected-Mode
+//! Trap or Interrupt Gate").
 
 use crate::bus::Bus;
 use crate::cpu::{reg, Mode, Seg, SegReg};
@@ -93,7 +95,7 @@ impl<B: Bus> Ctx<'_, B> {
         } else {
             matches!(typ, 0x05 | 0x06 | 0x07 | 0x0e | 0x0f)
         };
-        if !ok || self.mode == Mode::V86 {
+        if !ok {
             return Err(Exception::gp(ec).into());
         }
         let dpl = ((lo >> 45) & 3) as u8;
@@ -155,6 +157,11 @@ impl<B: Bus> Ctx<'_, B> {
         };
         let mut cs = self.handler_cs(sel, src, false)?;
         let conforming = cs.typ & 4 != 0;
+        let v86 = self.mode == Mode::V86;
+        if v86 && (conforming || cs.dpl != 0) {
+            // From virtual-8086 mode only a ring-0 nonconforming handler (SDM vol. 3, 20.3.1.1).
+            return Err(Exception::gp(u32::from(sel & 0xfffc)).into());
+        }
         let new_cpl = if conforming { self.cpl } else { cs.dpl };
         let size = if gate32 { 4 } else { 2 };
         let old_ss = self.cpu.seg[SegReg::Ss as usize].selector;
@@ -186,6 +193,16 @@ impl<B: Bus> Ctx<'_, B> {
             self.cpu.seg[SegReg::Ss as usize] = d;
             self.cpu.gpr[reg::RSP] = sp;
             self.cpl = new_cpl;
+            if v86 {
+                // The V86 data segments go on the ring-0 stack, then become null
+                // (SDM vol. 3, 20.3.1.1, Figure 20-5).
+                self.mode = Mode::Protected32;
+                for sr in [SegReg::Gs, SegReg::Fs, SegReg::Ds, SegReg::Es] {
+                    let s = u64::from(self.cpu.seg[sr as usize].selector);
+                    self.push(s, size)?;
+                    self.cpu.seg[sr as usize] = null_seg(0);
+                }
+            }
             self.push(u64::from(old_ss), size)?;
             self.push(old_sp, size)?;
         } else if !conforming && cs.dpl != self.cpl {

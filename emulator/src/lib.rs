@@ -29,8 +29,8 @@
 //!   in front of the MMU's TLB, and REP MOVS/STOS copied a page at a time;
 //!   identical results to the general path (`Engine::set_fast_path` turns
 //!   it off for comparison).
-//! * `deliver` — IVT and IDT delivery (interrupt/trap gates, same
-//!   privilege or TSS stack switch, IST).
+//! * `deliver` — IVT and IDT delivery (interrupt/trap/task gates, same
+//!   privilege or TSS stack switch, IST, from virtual-8086 mode).
 //! * `seg` — descriptor parsing and segment-register load checks.
 //! * `ops/gates` — far CALL/JMP through 16/32-bit and 64-bit call gates
 //!   (privilege checks, TSS stack switch, parameter copying), and to TSS
@@ -55,7 +55,7 @@
 //!
 //! # Not implemented yet
 //!
-//! 16-bit TSSs, virtual-8086 delivery and IRET to V86, ADCX/ADOX, debug-register breakpoints, x87/SSE (all raise #UD).
+//! 16-bit TSSs, the V86 interrupt-redirection bitmap and VME (CR4.VME), ADCX/ADOX, debug-register breakpoints, x87/SSE (all raise #UD).
 
 mod block;
 pub mod bus;

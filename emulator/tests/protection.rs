@@ -913,3 +913,129 @@ fn task_switch_faults_leave_the_old_task() {
     assert_eq!(marker(&mut m), Err((TS, Some(0x48))));
     assert_eq!(m.cpu.tr.selector, TSS_A);
 }
+
+// ---- Virtual-8086 mode (SDM vol. 3, 20.2-20.3) ----
+
+const V86_CS: u16 = 0x3000;
+const HANDLER: u64 = CODE + 0x100;
+
+/// A protected-mode machine running 16-bit `code` at V86_CS:0 in
+/// virtual-8086 mode with `iopl`; ring-0 stack 0x10:ESP0; the handler at
+/// HANDLER is INT3 (intercepted marker) then IRETD; IDT vectors `vecs` are
+/// 32-bit interrupt gates (DPL 3) to it.
+fn v86_machine(iopl: u64, vecs: &[u8], code: impl FnOnce(&mut CodeAssembler)) -> Machine {
+    let mut m = Machine::new(M::Prot32);
+    m.policy.exceptions = 1 << 3;
+    m.bus.load(TSS + 4, &ESP0.to_le_bytes());
+    m.bus.load(TSS + 8, &0x10u32.to_le_bytes());
+    m.bus.load(HANDLER, &[0xcc, 0xcf]);
+    for &v in vecs {
+        let lo = (HANDLER & 0xffff) | (0x08 << 16) | (0xeeu64 << 40) | ((HANDLER >> 16) << 48);
+        m.bus.load(IDT + 8 * u64::from(v), &lo.to_le_bytes());
+    }
+    let mut a = CodeAssembler::new(16).unwrap();
+    code(&mut a);
+    let bytes = a.assemble(0).unwrap();
+    m.bus.load(u64::from(V86_CS) << 4, &bytes);
+    m.cpu.rflags = 2 | VM | (iopl << 12);
+    for (sr, sel) in [
+        (SegReg::Cs, V86_CS),
+        (SegReg::Ss, 0x0700),
+        (SegReg::Ds, 0x1111),
+        (SegReg::Es, 0x2222),
+        (SegReg::Fs, 0x3333),
+        (SegReg::Gs, 0x4444),
+    ] {
+        m.cpu.seg[sr as usize] = Seg {
+            dpl: 3,
+            ..Seg::real(sel, sr == SegReg::Cs)
+        };
+    }
+    m.cpu.gpr[4] = 0x100;
+    m.cpu.rip = 0;
+    m
+}
+
+fn ring0_frame(m: &Machine, n: usize) -> Vec<u32> {
+    let top = m.gpr(4);
+    let f = m.bus.peek(top, 4 * n).expect("stack");
+    f.chunks(4)
+        .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+#[test]
+fn v86_int_goes_to_ring0_and_iret_returns_to_v86() {
+    let mut m = v86_machine(3, &[0x21], |a| {
+        a.mov(ax, 0x1234u32).unwrap();
+        a.int(0x21).unwrap();
+        a.mov(bx, 0x77u32).unwrap();
+        a.int3().unwrap();
+    });
+    assert_eq!(marker(&mut m), Ok(()));
+    // In the handler: ring 0, VM clear, data segments null, the V86 state on the stack.
+    assert_eq!(m.cpu.seg[SegReg::Cs as usize].selector, 0x08);
+    assert_eq!(m.cpu.cpl(), 0);
+    assert_eq!(m.cpu.rflags & VM, 0);
+    for sr in [SegReg::Ds, SegReg::Es, SegReg::Fs, SegReg::Gs] {
+        assert_eq!(m.cpu.seg[sr as usize].selector, 0, "{sr:?} null");
+    }
+    assert_eq!(m.gpr(4), u64::from(ESP0) - 36);
+    let f = ring0_frame(&m, 9);
+    assert_eq!(
+        [f[0], f[1], f[3], f[4], f[5], f[6], f[7], f[8]],
+        [
+            5,
+            u32::from(V86_CS),
+            0x100,
+            0x0700,
+            0x2222,
+            0x1111,
+            0x3333,
+            0x4444
+        ],
+        "EIP, CS, _, ESP, SS, ES, DS, FS, GS"
+    );
+    assert_ne!(u64::from(f[2]) & VM, 0, "saved EFLAGS has VM");
+    // IRETD at CPL 0 with VM in the popped EFLAGS: back to V86.
+    m.cpu.rip = HANDLER + 1;
+    assert_eq!(marker(&mut m), Ok(()));
+    assert_ne!(m.cpu.rflags & VM, 0);
+    assert_eq!(m.cpu.cpl(), 3);
+    assert_eq!(m.cpu.seg[SegReg::Cs as usize].selector, V86_CS);
+    assert_eq!(m.cpu.seg[SegReg::Ds as usize].base, 0x11110);
+    assert_eq!(m.cpu.seg[SegReg::Gs as usize].selector, 0x4444);
+    assert_eq!(
+        (m.gpr(0) & 0xffff, m.gpr(3) & 0xffff, m.gpr(4)),
+        (0x1234, 0x77, 0x100)
+    );
+}
+
+#[test]
+fn v86_iopl_sensitive_instructions_fault_to_ring0() {
+    // IOPL-sensitive in V86 (SDM vol. 3, 20.2.7): CLI, STI, PUSHF, POPF, INT n, IRET;
+    // each runs at IOPL 3 and raises #GP(0) at IOPL 0.
+    let t: [&[u8]; 6] = [&[0xfa], &[0xfb], &[0x9c], &[0x9d], &[0xcd, 0x22], &[0xcf]];
+    for bytes in t {
+        for iopl in [0u64, 3] {
+            let mut m = v86_machine(iopl, &[13, 0x22], |a| {
+                a.db(bytes).unwrap();
+                a.int3().unwrap();
+            });
+            // A valid IRET frame for the IRET case: IP 1 (the INT3), CS, FLAGS.
+            m.bus.load(0x7100, &[1, 0, 0x00, 0x30, 0x02, 0x00]);
+            let r = marker(&mut m);
+            assert_eq!(r, Ok(()), "{bytes:x?} iopl {iopl}");
+            if iopl == 0 {
+                // #GP(0) delivered to ring 0: error code, then EIP of the instruction.
+                let f = ring0_frame(&m, 3);
+                assert_eq!((f[0], f[1], f[2]), (0, 0, u32::from(V86_CS)), "{bytes:x?}");
+                assert_eq!(m.cpu.cpl(), 0);
+            } else if bytes[0] == 0xcd {
+                assert_eq!(m.cpu.cpl(), 0, "INT 0x22 reached its ring-0 handler");
+            } else {
+                assert_ne!(m.cpu.rflags & VM, 0, "{bytes:x?} ran in V86");
+            }
+        }
+    }
+}

@@ -293,6 +293,39 @@ pub(super) fn int<B: Bus>(cx: &mut Ctx<'_, B>, m: Mnemonic) -> OpResult {
     cx.deliver(v, None, Source::Software)
 }
 
+/// IRETD at CPL 0 with VM set in the popped EFLAGS: RETURN-TO-VIRTUAL-8086-MODE
+/// (SDM vol. 2, IRET "Operation"; vol. 3, 20.3.1.3): pops EIP, CS, EFLAGS,
+/// ESP, SS, ES, DS, FS, GS (32 bits each) and loads the segment registers
+/// the real-mode way (base = selector × 16, limit 0xFFFF, DPL 3); CPL 3.
+fn iret_to_v86<B: Bus>(cx: &mut Ctx<'_, B>, off: u64, cs_sel: u16, fl: u64) -> OpResult {
+    let mut vals = [0u64; 6];
+    for (i, v) in vals.iter_mut().enumerate() {
+        *v = cx.peek_stack(12 + 4 * i as u64, 4)?;
+    }
+    let [esp, ss, es, ds, fs, gs] = vals;
+    let eip = off & 0xffff_ffff;
+    if eip > 0xffff {
+        return Err(Exception::gp(0).into());
+    }
+    for (sr, sel) in [
+        (SegReg::Cs, u64::from(cs_sel)),
+        (SegReg::Ss, ss),
+        (SegReg::Es, es),
+        (SegReg::Ds, ds),
+        (SegReg::Fs, fs),
+        (SegReg::Gs, gs),
+    ] {
+        cx.cpu.seg[sr as usize] = Seg {
+            dpl: 3,
+            ..Seg::real(sel as u16, sr == SegReg::Cs)
+        };
+    }
+    cx.cpu.rflags = (fl & 0x3f_7fd5) | flags::FIXED;
+    cx.cpu.gpr[reg::RSP] = esp & 0xffff_ffff;
+    cx.cpu.rip = eip;
+    Ok(())
+}
+
 /// IRET / IRETD / IRETQ.
 pub(super) fn iret<B: Bus>(cx: &mut Ctx<'_, B>) -> OpResult {
     if cx.policy.insns.contains(InsnIntercepts::IRET) {
@@ -332,14 +365,9 @@ pub(super) fn iret<B: Bus>(cx: &mut Ctx<'_, B>) -> OpResult {
         cx.cpu.rflags = (cx.cpu.rflags & !modifiable) | (fl & modifiable) | flags::FIXED;
         return Ok(());
     }
-    if cx.cpu.rflags & flags::NT != 0 {
-        // Task return (or #GP(0) in IA-32e mode): not supported.
-        return Err(Exception::gp(0).into());
-    }
     let long = cx.mode == Mode::Long64;
     if fl & flags::VM != 0 && cx.cpl == 0 && !long && size == 4 {
-        // Return to virtual-8086 mode: not supported.
-        return Err(Exception::gp(0).into());
+        return iret_to_v86(cx, off, sel, fl);
     }
     let rpl = (sel & 3) as u8;
     let outer = rpl > cx.cpl;
