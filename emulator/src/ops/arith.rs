@@ -1,4 +1,5 @@
-//! Integer arithmetic: ADD/ADC/SUB/SBB/CMP, INC/DEC, NEG, MUL/IMUL, DIV/IDIV
+//! Integer arithmetic: ADD/ADC/SUB/SBB/CMP, INC/DEC, NEG, MUL/IMUL, DIV/IDIV,
+//! ADCX/ADOX
 //! (SDM vol. 2, the instruction pages; flags per vol. 1, Appendix A).
 //!
 //! Undefined flags: MUL/IMUL leave SF, ZF, PF computed from the low half of
@@ -162,5 +163,23 @@ pub(super) fn div<B: Bus>(cx: &mut Ctx<'_, B>, signed: bool) -> OpResult {
         (q as u64, (dividend % u128::from(src)) as u64)
     };
     store_lo_hi(cx, size, q, r);
+    Ok(())
+}
+
+/// ADCX / ADOX: unsigned add with carry-in and carry-out through one flag
+/// only (SDM vol. 2, ADCX and ADOX): ADCX uses and sets CF, ADOX uses and
+/// sets OF; every other flag is unchanged. Operand size is 32 or 64 bits
+/// (REX.W); a 32-bit destination is zero-extended.
+pub(super) fn adx<B: Bus>(cx: &mut Ctx<'_, B>, ox: bool) -> OpResult {
+    let size = cx.op_size(0);
+    let a = cx.read_op(0)?;
+    let b = cx.read_op(1)?;
+    let flag = if ox { OF } else { CF };
+    let cin = u64::from(cx.cpu.rflags & flag != 0);
+    let wide = u128::from(a & mask(size)) + u128::from(b & mask(size)) + u128::from(cin);
+    let bits = u32::from(size) * 8;
+    let carry = (wide >> bits) & 1 != 0;
+    cx.write_op(0, wide as u64 & mask(size))?;
+    cx.cpu.rflags = merge(cx.cpu.rflags, if carry { flag } else { 0 }, flag);
     Ok(())
 }

@@ -94,6 +94,8 @@ pub const SUPPORTED: &[Mnemonic] = &[
     Mnemonic::Imul,
     Mnemonic::Div,
     Mnemonic::Idiv,
+    Mnemonic::Adcx,
+    Mnemonic::Adox,
     // logic.rs
     Mnemonic::And,
     Mnemonic::Or,
@@ -295,6 +297,7 @@ pub(crate) fn dispatch<B: Bus>(cx: &mut Ctx<'_, B>) -> OpResult {
         M::Mul => arith::mul(cx),
         M::Imul => arith::imul(cx),
         M::Div | M::Idiv => arith::div(cx, m == M::Idiv),
+        M::Adcx | M::Adox => arith::adx(cx, m == M::Adox),
         M::And | M::Or | M::Xor | M::Test => logic::binop(cx, m),
         M::Not => logic::not(cx),
         M::Shl | M::Sal | M::Shr | M::Sar | M::Rol | M::Ror | M::Rcl | M::Rcr => {

@@ -1,0 +1,138 @@
+//! Late instruction additions: ADCX/ADOX (SDM vol. 2, ADCX, ADOX), BOUND
+//! (SDM vol. 2, BOUND), RDPID (SDM vol. 2, RDPID), XGETBV/XSETBV (SDM vol. 2,
+//! XGETBV, XSETBV). Expected values are computed here with Rust's integer
+//! methods, independently of the engine.
+
+mod common;
+
+use common::*;
+use hyperplug_emulator::flags::{AF, CF, OF, PF, SF, ZF};
+use hyperplug_emulator::policy::InterceptKind;
+use hyperplug_emulator::{Event, EventKind};
+use iced_x86::code_asm::*;
+
+const RAX: usize = 0;
+const RCX: usize = 1;
+
+/// A machine in `mode` that stops on every exception instead of delivering it.
+fn machine(mode: M) -> Machine {
+    let mut m = Machine::new(mode);
+    m.policy.exceptions = u32::MAX;
+    m
+}
+
+/// The exception an event reports (vector, error code), if any.
+#[allow(dead_code)]
+fn exc(e: &Event) -> Option<(u8, Option<u32>)> {
+    match e.kind {
+        EventKind::Intercept(i) => match i.kind {
+            InterceptKind::Exception {
+                vector, error_code, ..
+            } => Some((vector, error_code)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Loads `f` followed by HLT and runs it; returns the stop event.
+fn run(m: &mut Machine, f: impl FnOnce(&mut CodeAssembler)) -> Event {
+    m.load(|a| {
+        f(a);
+        a.hlt().unwrap();
+    });
+    m.run(1000)
+}
+
+const VALUES: [u64; 6] = [
+    0,
+    1,
+    0x8000_0000_0000_0000,
+    0x0000_0000_ffff_ffff,
+    0xdead_beef_1234_5678,
+    u64::MAX,
+];
+
+/// ADCX/ADOX: the sum with carry-in from CF (resp. OF), the carry-out into
+/// the same flag and every other status flag untouched, 32 and 64 bits.
+#[test]
+fn adcx_adox_table() {
+    let others = SF | ZF | AF | PF;
+    for ox in [false, true] {
+        let flag = if ox { OF } else { CF };
+        let other = if ox { CF } else { OF };
+        for bits in [32u32, 64] {
+            for &x in &VALUES {
+                for &y in &VALUES {
+                    for cin in [false, true] {
+                        for junk in [0, others | other] {
+                            let mut m = machine(M::Long64);
+                            m.cpu.gpr[RAX] = x;
+                            m.cpu.gpr[RCX] = y;
+                            m.cpu.rflags = 2 | junk | if cin { flag } else { 0 };
+                            let e = run(&mut m, |a| match (ox, bits) {
+                                (false, 32) => a.adcx(eax, ecx).unwrap(),
+                                (false, _) => a.adcx(rax, rcx).unwrap(),
+                                (true, 32) => a.adox(eax, ecx).unwrap(),
+                                (true, _) => a.adox(rax, rcx).unwrap(),
+                            });
+                            assert_eq!(e.kind, EventKind::Hlt, "{e:?}");
+                            let (want, cout) = if bits == 32 {
+                                let (s1, c1) = (x as u32).overflowing_add(y as u32);
+                                let (s2, c2) = s1.overflowing_add(u32::from(cin));
+                                (u64::from(s2), c1 || c2)
+                            } else {
+                                let (s1, c1) = x.overflowing_add(y);
+                                let (s2, c2) = s1.overflowing_add(u64::from(cin));
+                                (s2, c1 || c2)
+                            };
+                            let ctx = format!("ox={ox} bits={bits} {x:#x}+{y:#x}+{cin}");
+                            assert_eq!(m.gpr(RAX), want, "{ctx}");
+                            assert_eq!(m.cpu.rflags & flag != 0, cout, "{ctx}");
+                            assert_eq!(m.cpu.rflags & (others | other), junk, "{ctx}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// ADCX with a memory source, and a carry chain of ADCX and ADOX running
+/// in parallel (the use the SDM describes for multi-precision multiply).
+#[test]
+fn adcx_memory_and_interleaved_chains() {
+    let mut m = machine(M::Long64);
+    m.bus.load(DATA, &u64::MAX.to_le_bytes());
+    m.cpu.gpr[RAX] = 1;
+    m.cpu.gpr[RCX] = u64::MAX;
+    m.cpu.gpr[2] = 0;
+    m.cpu.gpr[3] = 5;
+    m.cpu.rflags = 2;
+    let e = run(&mut m, |a| {
+        a.mov(rsi, DATA).unwrap();
+        a.adcx(rax, qword_ptr(rsi)).unwrap(); // 1 + MAX = 0, CF=1
+        a.adox(rcx, rcx).unwrap(); // MAX + MAX = MAX-1, OF=1
+        a.adcx(rdx, rbx).unwrap(); // 0 + 5 + CF = 6, CF=0
+        a.adox(rbx, rdx).unwrap(); // 5 + 6 + OF = 12, OF=0
+    });
+    assert_eq!(e.kind, EventKind::Hlt, "{e:?}");
+    assert_eq!(m.gpr(RAX), 0);
+    assert_eq!(m.gpr(RCX), u64::MAX - 1);
+    assert_eq!(m.gpr(2), 6);
+    assert_eq!(m.gpr(3), 12);
+    assert_eq!(m.cpu.rflags & (CF | OF), 0);
+}
+
+/// CPUID.(EAX=7,ECX=0):EBX.ADX[bit 19] is advertised (SDM vol. 2, CPUID).
+#[test]
+fn cpuid_advertises_adx() {
+    let mut m = machine(M::Long64);
+    let e = run(&mut m, |a| {
+        a.mov(eax, 7u32).unwrap();
+        a.xor(ecx, ecx).unwrap();
+        a.cpuid().unwrap();
+    });
+    assert_eq!(e.kind, EventKind::Hlt, "{e:?}");
+    assert_ne!(m.gpr(3) & (1 << 19), 0);
+}
