@@ -22,7 +22,6 @@ fn machine(mode: M) -> Machine {
 }
 
 /// The exception an event reports (vector, error code), if any.
-#[allow(dead_code)]
 fn exc(e: &Event) -> Option<(u8, Option<u32>)> {
     match e.kind {
         EventKind::Intercept(i) => match i.kind {
@@ -135,4 +134,88 @@ fn cpuid_advertises_adx() {
     });
     assert_eq!(e.kind, EventKind::Hlt, "{e:?}");
     assert_ne!(m.gpr(3) & (1 << 19), 0);
+}
+
+/// BOUND with 16- and 32-bit operands in real and protected mode: an index
+/// inside [lower, upper] (signed, both ends inclusive) passes, one outside
+/// raises #BR (vector 5, no error code) with RIP still at the BOUND
+/// (SDM vol. 2, BOUND "Operation"; vol. 3, 6.15 "#BR" is a fault).
+#[test]
+fn bound_range_table() {
+    // (lower, upper, index, in range)
+    let cases: [(i32, i32, i32, bool); 9] = [
+        (0, 10, 0, true),
+        (0, 10, 10, true),
+        (0, 10, 11, false),
+        (0, 10, -1, false),
+        (-5, 5, -5, true),
+        (-5, 5, -6, false),
+        (-100, -50, -75, true),
+        (-100, -50, 0, false),
+        (7, 7, 7, true),
+    ];
+    for mode in [M::Real, M::Prot32] {
+        for bits in [16u32, 32] {
+            for &(lo, hi, idx, ok) in &cases {
+                let mut m = machine(mode);
+                let data = if mode == M::Real { 0x100u64 } else { DATA };
+                let (lo_b, hi_b): (Vec<u8>, Vec<u8>) = if bits == 16 {
+                    (
+                        (lo as i16).to_le_bytes().to_vec(),
+                        (hi as i16).to_le_bytes().to_vec(),
+                    )
+                } else {
+                    (lo.to_le_bytes().to_vec(), hi.to_le_bytes().to_vec())
+                };
+                // Real mode: DS = 0 after reset, so DS:0x100 is linear 0x100.
+                let lin = if mode == M::Real {
+                    m.cpu.seg[hyperplug_emulator::SegReg::Ds as usize].base + data
+                } else {
+                    data
+                };
+                m.bus.load(lin, &lo_b);
+                m.bus.load(lin + u64::from(bits / 8), &hi_b);
+                m.cpu.gpr[RAX] = idx as u32 as u64;
+                m.cpu.gpr[3] = data;
+                let bytes = m.load(|a| {
+                    match (mode, bits) {
+                        (M::Real, 16) => a.bound(ax, word_ptr(bx)).unwrap(),
+                        (M::Real, _) => a.bound(eax, dword_ptr(bx)).unwrap(),
+                        (_, 16) => a.bound(ax, word_ptr(ebx)).unwrap(),
+                        _ => a.bound(eax, dword_ptr(ebx)).unwrap(),
+                    }
+                    a.hlt().unwrap();
+                });
+                let start = m.cpu.rip;
+                let e = m.run(100);
+                let ctx = format!("{mode:?} bits={bits} [{lo},{hi}] idx={idx}");
+                if ok {
+                    assert_eq!(e.kind, EventKind::Hlt, "{ctx}: {e:?}");
+                    assert_eq!(m.cpu.rip, start + bytes.len() as u64, "{ctx}");
+                } else {
+                    assert_eq!(exc(&e), Some((5, None)), "{ctx}: {e:?}");
+                    assert_eq!(m.cpu.rip, start, "{ctx}");
+                }
+            }
+        }
+    }
+}
+
+/// BOUND is #UD in 64-bit mode (opcode 62 is the EVEX prefix there) and
+/// with a register second operand (SDM vol. 2, BOUND "Exceptions").
+#[test]
+fn bound_ud_cases() {
+    let mut m = machine(M::Long64);
+    assert!(m.bus.load(CODE, &[0x62, 0x03, 0xf4]));
+    m.cpu.rip = CODE;
+    let e = m.run(10);
+    assert_eq!(exc(&e), Some((6, None)), "{e:?}");
+    let mut m = machine(M::Prot32);
+    // 62 /r with ModRM.mod = 11 (bound eax, ecx): not a valid BOUND.
+    assert!(m
+        .bus
+        .load(CODE, &[0x62, 0xc1, 0xf4, 0xf4, 0xf4, 0xf4, 0xf4]));
+    m.cpu.rip = CODE;
+    let e = m.run(10);
+    assert_eq!(exc(&e), Some((6, None)), "{e:?}");
 }

@@ -1,10 +1,11 @@
-//! PUSHA/PUSHAD, POPA/POPAD and MOVBE (SDM vol. 2, the instruction pages).
+//! PUSHA/PUSHAD, POPA/POPAD, MOVBE and BOUND (SDM vol. 2, the instruction
+//! pages).
 
 use crate::bus::Bus;
 use crate::cpu::{reg, Mode};
-use crate::exception::{Exception, OpResult};
+use crate::exception::{vector, Exception, OpResult};
 use crate::exec::Ctx;
-use crate::flags::mask;
+use crate::flags::{mask, sext};
 use iced_x86::Mnemonic;
 
 /// PUSHA / PUSHAD (SDM vol. 2, PUSHA/PUSHAD "Operation"): pushes rAX, rCX,
@@ -74,4 +75,30 @@ pub(super) fn movbe<B: Bus>(cx: &mut Ctx<'_, B>) -> OpResult {
     let v = cx.read_op(1)? & mask(size);
     let swapped = v.swap_bytes() >> (64 - u32::from(size) * 8);
     cx.write_op(0, swapped)
+}
+
+/// BOUND (SDM vol. 2, BOUND "Operation" and "Protected Mode Exceptions"):
+/// the signed index in the register operand is compared with the lower and
+/// upper bounds stored consecutively at the memory operand (two words or
+/// two doublewords); an index outside `[lower, upper]` raises #BR (vector 5,
+/// a fault, no error code). #UD in 64-bit mode and with a register second
+/// operand (that encoding is EVEX there).
+pub(super) fn bound<B: Bus>(cx: &mut Ctx<'_, B>) -> OpResult {
+    if cx.mode == Mode::Long64 || !cx.is_mem(1) {
+        return Err(Exception::ud().into());
+    }
+    let size = cx.op_size(0);
+    if size != 2 && size != 4 {
+        return Err(Exception::ud().into());
+    }
+    let seg = cx.mseg();
+    let ea = cx.ea();
+    let lo = sext(cx.read_mem(seg, ea, size)?, size) as i64;
+    let hi_addr = ea.wrapping_add(u64::from(size)) & mask(cx.asz);
+    let hi = sext(cx.read_mem(seg, hi_addr, size)?, size) as i64;
+    let idx = sext(cx.read_op(0)?, size) as i64;
+    if idx < lo || idx > hi {
+        return Err(Exception::new(vector::BR).into());
+    }
+    Ok(())
 }

@@ -256,6 +256,7 @@ pub const SUPPORTED: &[Mnemonic] = &[
     Mnemonic::Popa,
     Mnemonic::Popad,
     Mnemonic::Movbe,
+    Mnemonic::Bound,
     // syscall.rs
     Mnemonic::Syscall,
     Mnemonic::Sysret,
@@ -366,6 +367,7 @@ pub(crate) fn dispatch<B: Bus>(cx: &mut Ctx<'_, B>) -> OpResult {
         M::Pusha | M::Pushad => misc::pusha(cx, m),
         M::Popa | M::Popad => misc::popa(cx, m),
         M::Movbe => misc::movbe(cx),
+        M::Bound => misc::bound(cx),
         M::Syscall => syscall::syscall(cx),
         M::Sysret | M::Sysretq => syscall::sysret(cx, m),
         M::Sysenter => syscall::sysenter(cx),
