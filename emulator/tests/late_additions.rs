@@ -219,3 +219,134 @@ fn bound_ud_cases() {
     let e = m.run(10);
     assert_eq!(exc(&e), Some((6, None)), "{e:?}");
 }
+
+const RDX: usize = 2;
+/// CR4.OSXSAVE (SDM vol. 3, 2.5).
+const OSXSAVE: u64 = 1 << 18;
+
+/// RDPID: IA32_TSC_AUX into the register (64 bits in 64-bit mode, 32 bits
+/// otherwise), at CPL 3 too and regardless of CR4.TSD; CPUID.7.0:ECX[22]
+/// advertises it (SDM vol. 2, RDPID and CPUID).
+#[test]
+fn rdpid_reads_tsc_aux() {
+    for mode in [M::Prot32, M::Long64] {
+        let mut m = machine(mode);
+        m.cpu.msrs.tsc_aux = 0x1234_5678;
+        m.cpu.cr4 |= 1 << 2; // TSD does not affect RDPID
+        m.cpu.gpr[RAX] = u64::MAX;
+        let e = run(&mut m, |a| {
+            if mode == M::Long64 {
+                a.rdpid(rax).unwrap();
+            } else {
+                a.rdpid(eax).unwrap();
+            }
+        });
+        assert_eq!(e.kind, EventKind::Hlt, "{mode:?} {e:?}");
+        assert_eq!(m.gpr(RAX), 0x1234_5678, "{mode:?}");
+    }
+    let mut m = machine(M::Long64);
+    let e = run(&mut m, |a| {
+        a.mov(eax, 7u32).unwrap();
+        a.xor(ecx, ecx).unwrap();
+        a.cpuid().unwrap();
+    });
+    assert_eq!(e.kind, EventKind::Hlt, "{e:?}");
+    assert_ne!(m.gpr(RCX) & (1 << 22), 0);
+}
+
+/// XGETBV reads XCR0 (reset value 1, SDM vol. 3, Table 10-1) into EDX:EAX;
+/// #UD with CR4.OSXSAVE = 0, #GP(0) with ECX ≠ 0 (SDM vol. 2, XGETBV).
+#[test]
+fn xgetbv_table() {
+    // (cr4.osxsave, ecx, expected exception)
+    type Row = (bool, u64, Option<(u8, Option<u32>)>);
+    let t: [Row; 4] = [
+        (true, 0, None),
+        (false, 0, Some((6, None))),
+        (true, 1, Some((13, Some(0)))),
+        (true, 0xffff_ffff_0000_0000, None), // only ECX counts
+    ];
+    for (os, xc, want) in t {
+        let mut m = machine(M::Long64);
+        assert_eq!(m.cpu.xcr0, 1);
+        if os {
+            m.cpu.cr4 |= OSXSAVE;
+        }
+        m.cpu.gpr[RCX] = xc;
+        m.cpu.gpr[RAX] = u64::MAX;
+        m.cpu.gpr[RDX] = u64::MAX;
+        let e = run(&mut m, |a| a.xgetbv().unwrap());
+        match want {
+            None => {
+                assert_eq!(e.kind, EventKind::Hlt, "{os} {xc:#x}: {e:?}");
+                assert_eq!((m.gpr(RAX), m.gpr(RDX)), (1, 0));
+            }
+            Some(x) => assert_eq!(exc(&e), Some(x), "{os} {xc:#x}: {e:?}"),
+        }
+    }
+}
+
+/// XSETBV: only XCR0 = 1 (x87) is legal for this model; #GP(0) for a
+/// cleared x87 bit, unsupported components, reserved bits, ECX ≠ 0 or
+/// CPL > 0; #UD with CR4.OSXSAVE = 0 (SDM vol. 2, XSETBV).
+#[test]
+fn xsetbv_table() {
+    // (osxsave, cpl3, ecx, edx:eax, expected exception)
+    type Row = (bool, bool, u32, u64, Option<(u8, Option<u32>)>);
+    let t: [Row; 8] = [
+        (true, false, 0, 1, None),
+        (true, false, 0, 0, Some((13, Some(0)))),
+        (true, false, 0, 3, Some((13, Some(0)))),
+        (true, false, 0, 7, Some((13, Some(0)))),
+        (true, false, 0, 1 << 32 | 1, Some((13, Some(0)))),
+        (true, false, 1, 1, Some((13, Some(0)))),
+        (false, false, 0, 1, Some((6, None))),
+        (true, true, 0, 1, Some((13, Some(0)))),
+    ];
+    for (os, cpl3, xc, v, want) in t {
+        let mut m = machine(M::Long64);
+        if os {
+            m.cpu.cr4 |= OSXSAVE;
+        }
+        m.cpu.gpr[RCX] = u64::from(xc);
+        m.cpu.gpr[RAX] = v & 0xffff_ffff;
+        m.cpu.gpr[RDX] = v >> 32;
+        if cpl3 {
+            let code = &mut m.cpu.seg[hyperplug_emulator::SegReg::Cs as usize];
+            code.selector = 0x23;
+            code.dpl = 3;
+            let stack = &mut m.cpu.seg[hyperplug_emulator::SegReg::Ss as usize];
+            stack.selector = 0x2b;
+            stack.dpl = 3;
+        }
+        let e = run(&mut m, |a| a.xsetbv().unwrap());
+        let ctx = format!("os={os} cpl3={cpl3} ecx={xc} v={v:#x}");
+        match want {
+            // HLT at CPL 3 would #GP; the CPL-0 rows reach it.
+            None => assert_eq!(e.kind, EventKind::Hlt, "{ctx}: {e:?}"),
+            Some(x) => assert_eq!(exc(&e), Some(x), "{ctx}: {e:?}"),
+        }
+        assert_eq!(m.cpu.xcr0, 1, "{ctx}");
+    }
+}
+
+/// The policy's XSETBV bit turns XSETBV into an intercept with no effect,
+/// after the #UD and CPL checks (SDM vol. 3, 26.1.1).
+#[test]
+fn xsetbv_intercept() {
+    use hyperplug_emulator::policy::InsnIntercepts;
+    let mut m = machine(M::Long64);
+    m.policy.insns |= InsnIntercepts::XSETBV;
+    m.cpu.cr4 |= OSXSAVE;
+    m.cpu.gpr[RCX] = 5;
+    let e = run(&mut m, |a| a.xsetbv().unwrap());
+    match e.kind {
+        EventKind::Intercept(i) => assert_eq!(i.kind, InterceptKind::Xsetbv),
+        k => panic!("{k:?}"),
+    }
+    assert_eq!(m.cpu.rip, CODE);
+    let mut m = machine(M::Long64);
+    m.policy.insns |= InsnIntercepts::XSETBV;
+    let e = run(&mut m, |a| a.xsetbv().unwrap());
+    assert_eq!(exc(&e), Some((6, None)), "{e:?}");
+}

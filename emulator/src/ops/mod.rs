@@ -22,6 +22,7 @@ mod stack;
 mod string;
 mod syscall;
 mod system;
+mod xcr;
 
 use crate::bus::Bus;
 use crate::cpu::SegReg;
@@ -191,6 +192,9 @@ pub const SUPPORTED: &[Mnemonic] = &[
     Mnemonic::Cpuid,
     Mnemonic::Rdtsc,
     Mnemonic::Rdtscp,
+    Mnemonic::Rdpid,
+    Mnemonic::Xgetbv,
+    Mnemonic::Xsetbv,
     Mnemonic::Nop,
     Mnemonic::Pause,
     Mnemonic::Ud2,
@@ -367,6 +371,8 @@ pub(crate) fn dispatch<B: Bus>(cx: &mut Ctx<'_, B>) -> OpResult {
         M::Pusha | M::Pushad => misc::pusha(cx, m),
         M::Popa | M::Popad => misc::popa(cx, m),
         M::Movbe => misc::movbe(cx),
+        M::Xgetbv => xcr::xgetbv(cx),
+        M::Xsetbv => xcr::xsetbv(cx),
         M::Bound => misc::bound(cx),
         M::Syscall => syscall::syscall(cx),
         M::Sysret | M::Sysretq => syscall::sysret(cx, m),

@@ -1,4 +1,4 @@
-//! System instructions: HLT, CPUID, RDTSC/RDTSCP, NOP/PAUSE, UD2,
+//! System instructions: HLT, CPUID, RDTSC/RDTSCP, RDPID, NOP/PAUSE, UD2,
 //! LGDT/LIDT/SGDT/SIDT, MOV to/from CRn and DRn, CLTS, SMSW/LMSW,
 //! RDMSR/WRMSR, INVLPG, INVD/WBINVD, MONITOR/MWAIT, RDPMC (SDM vol. 2 and
 //! vol. 3, 2.5 "Control Registers", 2.8 "System Instruction Summary").
@@ -82,6 +82,15 @@ pub(super) fn system<B: Bus>(cx: &mut Ctx<'_, B>, m: Mnemonic) -> OpResult {
             let t = cx.cpu.msrs.tsc;
             cx.set_gpr(reg::RAX, 4, t & 0xffff_ffff);
             cx.set_gpr(reg::RDX, 4, t >> 32);
+            Ok(())
+        }
+        M::Rdpid => {
+            // RDPID (SDM vol. 2, RDPID "Operation"): IA32_TSC_AUX into the
+            // register, all 64 bits in 64-bit mode, else bits 31:0. Not
+            // privileged and not affected by CR4.TSD.
+            let aux = cx.cpu.msrs.tsc_aux;
+            let r = cx.insn.op0_register();
+            cx.set_reg(r, aux);
             Ok(())
         }
         M::Rdpmc => {
