@@ -27,7 +27,7 @@ impl Default for CpuModel {
     /// A GenuineIntel model advertising only what the engine implements:
     /// leaf 1 EDX = PSE(3), TSC(4), MSR(5), PAE(6), CX8(8), SEP(11), PGE(13),
     /// CMOV(15), PAT(16); leaf 1 ECX = CMPXCHG16B(13), MOVBE(22), POPCNT(23);
-    /// leaf 7.0 EBX = BMI1(3), BMI2(8), ADX(19), ECX = RDPID(22); leaf 0x80000001 ECX = LAHF-SAHF(0),
+    /// leaf 7.0 EBX = BMI1(3), BMI2(8), INVPCID(10), ADX(19), ECX = RDPID(22); leaf 0x80000001 ECX = LAHF-SAHF(0),
     /// LZCNT(5), EDX = SYSCALL(11), NX(20), LM(29); 0x80000008 EAX = 48-bit
     /// linear, 52-bit physical (SDM vol. 2, CPUID, Tables 3-8 to 3-20).
     fn default() -> Self {
@@ -54,7 +54,7 @@ impl Default for CpuModel {
                 CpuidEntry {
                     leaf: 7,
                     subleaf: Some(0),
-                    regs: [0, (1 << 3) | (1 << 8) | (1 << 19), 1 << 22, 0],
+                    regs: [0, (1 << 3) | (1 << 8) | (1 << 10) | (1 << 19), 1 << 22, 0],
                 },
                 e(0x8000_0000, [0x8000_0008, 0, 0, 0]),
                 e(

@@ -350,3 +350,149 @@ fn xsetbv_intercept() {
     let e = run(&mut m, |a| a.xsetbv().unwrap());
     assert_eq!(exc(&e), Some((6, None)), "{e:?}");
 }
+
+/// Linear address of the 2-MiB page the INVPCID tests remap.
+const REMAP: u64 = 0x40_0000;
+/// Its page-directory entry in the test machine's identity map.
+const REMAP_PDE: u64 = PML4 + 0x2000 + 8 * 2;
+/// PDE bits: present, writable, user, 2-MiB page.
+const PDE_BITS: u64 = 0x87;
+/// PDE global bit (SDM vol. 3, Table 4-17).
+const PDE_G: u64 = 1 << 8;
+
+/// An instruction's outcome: a register value or an exception (vector, error code).
+type Outcome = Result<u64, (u8, Option<u32>)>;
+
+/// Reads REMAP (filling the TLB), rewrites its PDE behind the engine's back
+/// to point at 0x600000, then runs INVPCID with type `typ` and descriptor
+/// (`lo`, `linear`) and reads REMAP again. Returns the second value read
+/// (0xaaaa = the stale translation, 0xbbbb = the new one) or the exception.
+fn invpcid_case(typ: u64, lo: u64, linear: u64, global: bool) -> Outcome {
+    let mut m = machine(M::Long64);
+    let g = if global { PDE_G } else { 0 };
+    if global {
+        m.cpu.cr4 |= 1 << 7; // CR4.PGE
+    }
+    m.bus.load(REMAP, &0xaaaau64.to_le_bytes());
+    m.bus.load(0x60_0000, &0xbbbbu64.to_le_bytes());
+    m.bus.load(REMAP_PDE, &(REMAP | PDE_BITS | g).to_le_bytes());
+    m.bus.load(DATA, &lo.to_le_bytes());
+    m.bus.load(DATA + 8, &linear.to_le_bytes());
+    m.cpu.gpr[3] = REMAP;
+    m.cpu.gpr[2] = DATA;
+    m.load(|a| {
+        a.mov(rax, qword_ptr(rbx)).unwrap();
+        a.hlt().unwrap();
+        a.invpcid(rcx, xmmword_ptr(rdx)).unwrap();
+        a.mov(rax, qword_ptr(rbx)).unwrap();
+        a.hlt().unwrap();
+    });
+    assert_eq!(m.run(100).kind, EventKind::Hlt);
+    assert_eq!(m.gpr(RAX), 0xaaaa);
+    m.bus
+        .load(REMAP_PDE, &(0x60_0000 | PDE_BITS | g).to_le_bytes());
+    m.cpu.halted = false;
+    m.cpu.gpr[RCX] = typ;
+    let e = m.run(100);
+    match exc(&e) {
+        Some(x) => Err(x),
+        None => {
+            assert_eq!(e.kind, EventKind::Hlt, "{e:?}");
+            Ok(m.gpr(RAX))
+        }
+    }
+}
+
+/// INVPCID types 0-3 on the TLB, with and without a global translation
+/// (SDM vol. 2, INVPCID; vol. 3, 4.10.4.1): type 0 drops one address's
+/// non-global entry, type 1 the whole PCID's non-global entries, type 2
+/// everything, type 3 everything but global entries.
+#[test]
+fn invpcid_invalidates_by_type() {
+    const STALE: u64 = 0xaaaa;
+    const NEW: u64 = 0xbbbb;
+    // (type, descriptor low, linear, global page, value read afterwards)
+    let t: [(u64, u64, u64, bool, u64); 10] = [
+        (0, 0, REMAP + 0x123, false, NEW),
+        (0, 0, 0x1000, false, STALE), // another page: untouched
+        (0, 0, REMAP, true, STALE),   // global entries survive type 0
+        (1, 0, 0, false, NEW),
+        (1, 0, 0, true, STALE),
+        (2, 0, 0, false, NEW),
+        (2, 0, 0, true, NEW),
+        (2, 0x7, 0, false, NEW), // PCID ignored by type 2
+        (3, 0, 0, false, NEW),
+        (3, 0, 0, true, STALE),
+    ];
+    for (typ, lo, lin, global, want) in t {
+        let got = invpcid_case(typ, lo, lin, global);
+        assert_eq!(
+            got,
+            Ok(want),
+            "type {typ} lo {lo:#x} lin {lin:#x} global {global}"
+        );
+    }
+}
+
+/// INVPCID #GP(0) conditions (SDM vol. 2, INVPCID "64-Bit Mode
+/// Exceptions"): type > 3 (all 64 bits count), descriptor bits 63:12 set,
+/// PCID ≠ 0 for type 0/1 with CR4.PCIDE = 0, non-canonical type-0 address.
+#[test]
+fn invpcid_gp_table() {
+    let gp = Err((13, Some(0)));
+    // (type, descriptor low, linear, result)
+    let t: [(u64, u64, u64, Outcome); 8] = [
+        (4, 0, 0, gp),
+        (1 << 32, 0, 0, gp),
+        (2, 1 << 12, 0, gp),
+        (2, 1 << 63, 0, gp),
+        (0, 1, REMAP, gp),
+        (1, 0xfff, 0, gp),
+        (0, 0, 0x8000_0000_0000, gp),
+        (1, 0, 0x8000_0000_0000, Ok(0xbbbb)), // address only checked for type 0
+    ];
+    for (typ, lo, lin, want) in t {
+        assert_eq!(
+            invpcid_case(typ, lo, lin, false),
+            want,
+            "type {typ:#x} lo {lo:#x} lin {lin:#x}"
+        );
+    }
+}
+
+/// INVPCID is privileged (#GP(0) at CPL 3), works in protected and real
+/// mode with a 32-bit type register, and is advertised by
+/// CPUID.(EAX=7,ECX=0):EBX.INVPCID[bit 10] (SDM vol. 2, INVPCID and CPUID).
+#[test]
+fn invpcid_cpl_modes_and_cpuid() {
+    let mut m = machine(M::Long64);
+    let code = &mut m.cpu.seg[hyperplug_emulator::SegReg::Cs as usize];
+    code.selector = 0x23;
+    code.dpl = 3;
+    let stack = &mut m.cpu.seg[hyperplug_emulator::SegReg::Ss as usize];
+    stack.selector = 0x2b;
+    stack.dpl = 3;
+    m.cpu.gpr[2] = DATA;
+    let e = run(&mut m, |a| a.invpcid(rcx, xmmword_ptr(rdx)).unwrap());
+    assert_eq!(exc(&e), Some((13, Some(0))), "{e:?}");
+    for mode in [M::Prot32, M::Real] {
+        for (typ, want) in [(2u64, None), (5, Some((13, Some(0))))] {
+            let mut m = machine(mode);
+            m.cpu.gpr[RCX] = typ;
+            m.cpu.gpr[2] = 0x200;
+            let e = run(&mut m, |a| a.invpcid(ecx, xmmword_ptr(edx)).unwrap());
+            match want {
+                None => assert_eq!(e.kind, EventKind::Hlt, "{mode:?} {e:?}"),
+                Some(x) => assert_eq!(exc(&e), Some(x), "{mode:?} {e:?}"),
+            }
+        }
+    }
+    let mut m = machine(M::Long64);
+    let e = run(&mut m, |a| {
+        a.mov(eax, 7u32).unwrap();
+        a.xor(ecx, ecx).unwrap();
+        a.cpuid().unwrap();
+    });
+    assert_eq!(e.kind, EventKind::Hlt, "{e:?}");
+    assert_ne!(m.gpr(3) & (1 << 10), 0);
+}

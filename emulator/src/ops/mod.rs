@@ -13,6 +13,7 @@ mod data;
 mod desc;
 mod flagops;
 mod gates;
+mod invpcid;
 mod io;
 mod logic;
 mod misc;
@@ -205,6 +206,7 @@ pub const SUPPORTED: &[Mnemonic] = &[
     Mnemonic::Rdmsr,
     Mnemonic::Wrmsr,
     Mnemonic::Invlpg,
+    Mnemonic::Invpcid,
     Mnemonic::Wbinvd,
     Mnemonic::Invd,
     Mnemonic::Clts,
@@ -371,6 +373,7 @@ pub(crate) fn dispatch<B: Bus>(cx: &mut Ctx<'_, B>) -> OpResult {
         M::Pusha | M::Pushad => misc::pusha(cx, m),
         M::Popa | M::Popad => misc::popa(cx, m),
         M::Movbe => misc::movbe(cx),
+        M::Invpcid => invpcid::invpcid(cx),
         M::Xgetbv => xcr::xgetbv(cx),
         M::Xsetbv => xcr::xsetbv(cx),
         M::Bound => misc::bound(cx),
