@@ -36,6 +36,10 @@ pub(crate) struct EngineState {
     last_paging: PagingContext,
     /// Translations the TLB granted, for the fast path and fetches.
     pub(crate) utlb: Utlb,
+    /// A data breakpoint is enabled in DR7: record data-access hits.
+    pub(crate) dbp_armed: bool,
+    /// DR6.Bn bits of data breakpoints the current instruction hit.
+    pub(crate) dbp_hits: u64,
 }
 
 impl std::fmt::Debug for Engine {
@@ -96,6 +100,8 @@ impl Engine {
                 model: CpuModel::default(),
                 last_paging: PagingContext::default(),
                 utlb: Utlb::new(),
+                dbp_armed: false,
+                dbp_hits: 0,
             },
             dcache: DecodeCache::new(),
             blocks: Blocks::new(),
@@ -312,6 +318,14 @@ impl Engine {
             rflags: cpu.rflags,
         };
         self.st.wbuf.clear();
+        self.st.dbp_hits = 0;
+        self.st.dbp_armed = false;
+        if cpu.dr[7] & crate::debugreg::DR7_ENABLES != 0 {
+            self.st.dbp_armed = crate::debugreg::data_armed(&cpu.dr);
+            if let Some(s) = self.insn_breakpoint(cpu, bus, policy, mode, snap) {
+                return s;
+            }
+        }
         let (d, _gpa) = match self.fetch(cpu, bus, policy, mode) {
             Ok(x) => x,
             Err(f) => return self.fault(cpu, bus, policy, f, snap, None),
@@ -329,6 +343,8 @@ impl Engine {
         cx.cpu.rip = cx.next_rip;
         let r = crate::ops::dispatch(&mut cx);
         let rep_more = cx.rep_more;
+        let data_hits = std::mem::take(&mut self.st.dbp_hits);
+        self.st.dbp_armed = false;
         if !d.safe {
             self.st.utlb.invalidate();
         }
@@ -341,11 +357,20 @@ impl Engine {
                     // A write failed after its check: nothing sensible to roll back to.
                     return Step::Stop(k, false);
                 }
-                if tf {
+                // RF is cleared after every instruction that completes,
+                // except IRET, which loads it (SDM vol. 3, 17.3.1.1).
+                if snap.rflags & flags::RF != 0 && !rep_more && !is_iret(&d.insn) {
+                    cpu.rflags &= !flags::RF;
+                }
+                if tf || data_hits != 0 {
                     // Single-step trap after the instruction (SDM vol. 3,
-                    // 17.3.1.4): DR6.BS, then #DB with the next RIP saved -
+                    // 17.3.1.4) sets DR6.BS; data breakpoints (17.3.1.2)
+                    // set DR6.Bn; then #DB with the next RIP saved -
                     // unless the policy intercepts #DB, like any exception.
-                    cpu.dr[6] |= 1 << 14;
+                    if tf {
+                        cpu.dr[6] |= 1 << 14;
+                    }
+                    cpu.dr[6] |= data_hits;
                     let e = Exception::new(vector::DB);
                     if policy.exceptions & (1u32 << vector::DB) != 0 {
                         return Step::Stop(exception_intercept(cpu.rip, e, Some(&d)), !rep_more);
@@ -365,6 +390,43 @@ impl Engine {
             }
             Err(f) => self.fault(cpu, bus, policy, f, snap, Some(&d)),
         }
+    }
+
+    /// Instruction breakpoint check before fetch (SDM vol. 3, 17.3.1.1):
+    /// an enabled execute breakpoint at CS.base + RIP with RFLAGS.RF clear
+    /// raises a fault-class #DB with DR6.Bn set; the pushed RFLAGS has RF
+    /// set so the instruction runs once after IRET.
+    fn insn_breakpoint<B: Bus>(
+        &mut self,
+        cpu: &mut Cpu,
+        bus: &mut B,
+        policy: &InterceptPolicy,
+        mode: Mode,
+        snap: Snapshot,
+    ) -> Option<Step> {
+        if cpu.rflags & flags::RF != 0 {
+            return None;
+        }
+        let lin = if mode == Mode::Long64 {
+            cpu.rip
+        } else {
+            cpu.seg[SegReg::Cs as usize].base.wrapping_add(cpu.rip) & 0xffff_ffff
+        };
+        let hits = crate::debugreg::insn_hits(&cpu.dr, lin);
+        if hits == 0 {
+            return None;
+        }
+        cpu.dr[6] |= hits;
+        self.st.dbp_armed = false;
+        let e = Exception::new(vector::DB);
+        if policy.exceptions & (1u32 << vector::DB) != 0 {
+            return Some(Step::Stop(exception_intercept(cpu.rip, e, None), false));
+        }
+        let snap = Snapshot {
+            rflags: snap.rflags | flags::RF,
+            ..snap
+        };
+        Some(self.fault(cpu, bus, policy, e.into(), snap, None))
     }
 
     fn fault<B: Bus>(
@@ -607,4 +669,12 @@ impl<'a, B: Bus> Ctx<'a, B> {
         }
         Ok(())
     }
+}
+
+/// Whether `insn` is IRET/IRETD/IRETQ (which loads RF from the stack).
+fn is_iret(insn: &Instruction) -> bool {
+    matches!(
+        insn.mnemonic(),
+        iced_x86::Mnemonic::Iret | iced_x86::Mnemonic::Iretd | iced_x86::Mnemonic::Iretq
+    )
 }

@@ -567,6 +567,7 @@ impl Engine {
     #[inline]
     pub(crate) fn fast_ok(cpu: &Cpu) -> bool {
         cpu.rflags & flags::TF == 0
+            && cpu.dr[7] & crate::debugreg::DR7_ENABLES == 0
             && !cpu.sti_shadow
             && !cpu.ss_shadow
             && !cpu.halted

@@ -60,6 +60,7 @@
 mod block;
 pub mod bus;
 pub mod cpu;
+mod debugreg;
 pub mod decode;
 mod deliver;
 pub mod exception;

@@ -229,6 +229,10 @@ impl<B: Bus> Ctx<'_, B> {
             self.align_check(lin, buf.len() as u64)?;
         }
         let (g0, n0, g1) = self.translate_split(lin, buf.len(), access)?;
+        if self.eng.dbp_armed {
+            self.eng.dbp_hits |=
+                crate::debugreg::data_hits(&self.cpu.dr, lin, buf.len() as u64, false);
+        }
         let (a, b) = buf.split_at_mut(n0);
         self.read_phys_fwd(g0, a)?;
         if !b.is_empty() {
@@ -244,6 +248,10 @@ impl<B: Bus> Ctx<'_, B> {
             self.align_check(lin, data.len() as u64)?;
         }
         let (g0, n0, g1) = self.translate_split(lin, data.len(), access)?;
+        if self.eng.dbp_armed {
+            self.eng.dbp_hits |=
+                crate::debugreg::data_hits(&self.cpu.dr, lin, data.len() as u64, true);
+        }
         self.buffer_write(g0, &data[..n0])?;
         if n0 < data.len() {
             self.buffer_write(g1, &data[n0..])?;

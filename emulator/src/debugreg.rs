@@ -1,0 +1,87 @@
+//! Debug-register breakpoints (SDM vol. 3, 17.2 "Debug Registers" and
+//! 17.3.1 "Debug Exception (#DB)"): instruction breakpoints (faults) and
+//! data write / read-write breakpoints (traps). I/O breakpoints are not
+//! modelled.
+
+/// DR7 bits L0..L3/G0..G3 (SDM vol. 3, 17.2.4): any breakpoint enabled.
+pub(crate) const DR7_ENABLES: u64 = 0xff;
+
+/// Whether breakpoint `n` (0..4) is enabled locally or globally in `dr7`.
+#[inline]
+fn enabled(dr7: u64, n: usize) -> bool {
+    dr7 >> (2 * n) & 3 != 0
+}
+
+/// R/Wn field of DR7 (bits 16 + 4n, 2 bits; SDM vol. 3, 17.2.4):
+/// 00 execute, 01 write, 10 I/O, 11 read or write.
+#[inline]
+fn rw(dr7: u64, n: usize) -> u64 {
+    dr7 >> (16 + 4 * n) & 3
+}
+
+/// LENn field of DR7 (bits 18 + 4n) as a byte count (SDM vol. 3, 17.2.5):
+/// 00 → 1, 01 → 2, 10 → 8, 11 → 4.
+#[inline]
+fn len(dr7: u64, n: usize) -> u64 {
+    match dr7 >> (18 + 4 * n) & 3 {
+        0 => 1,
+        1 => 2,
+        2 => 8,
+        _ => 4,
+    }
+}
+
+/// Whether any data (R/W = 01 or 11) breakpoint is enabled.
+pub(crate) fn data_armed(dr: &[u64; 8]) -> bool {
+    (0..4).any(|n| enabled(dr[7], n) && rw(dr[7], n) & 1 == 1)
+}
+
+/// The DR6.Bn mask of enabled instruction breakpoints at linear `lin`.
+pub(crate) fn insn_hits(dr: &[u64; 8], lin: u64) -> u64 {
+    (0..4)
+        .filter(|&n| enabled(dr[7], n) && rw(dr[7], n) == 0 && dr[n] == lin)
+        .fold(0, |m, n| m | 1 << n)
+}
+
+/// The DR6.Bn mask of enabled data breakpoints that a `size`-byte access at
+/// linear `lin` (a write if `write`) overlaps; the breakpoint address is
+/// aligned down to its length (SDM vol. 3, 17.2.5).
+pub(crate) fn data_hits(dr: &[u64; 8], lin: u64, size: u64, write: bool) -> u64 {
+    let mut m = 0;
+    for n in 0..4 {
+        let kind = rw(dr[7], n);
+        if !enabled(dr[7], n) || kind & 1 == 0 || (kind == 1 && !write) {
+            continue;
+        }
+        let l = len(dr[7], n);
+        let start = dr[n] & !(l - 1);
+        let end = lin.wrapping_add(size.max(1) - 1);
+        if lin <= start + (l - 1) && start <= end {
+            m |= 1 << n;
+        }
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn len_and_overlap_table() {
+        // (dr0, dr7, access lin, size, write, hit)
+        let rows: [(u64, u64, u64, u64, bool, bool); 7] = [
+            (0x1002, 0x1 | 0b1101 << 16, 0x1000, 4, true, true),
+            (0x1002, 0x1 | 0b1101 << 16, 0x1004, 4, true, false),
+            (0x1002, 0x1 | 0b1101 << 16, 0x1000, 4, false, false),
+            (0x1002, 0x1 | 0b1111 << 16, 0x0fff, 2, false, true),
+            (0x1007, 0x1 | 0b1001 << 16, 0x1000, 1, true, true),
+            (0x1001, 0x1 | 0b0001 << 16, 0x1001, 1, true, true),
+            (0x1001, 0x1 | 0b0001 << 16, 0x1002, 1, true, false),
+        ];
+        for (i, &(a, d7, lin, sz, w, hit)) in rows.iter().enumerate() {
+            let dr = [a, 0, 0, 0, 0, 0, 0, d7];
+            assert_eq!(data_hits(&dr, lin, sz, w) == 1, hit, "row {i}");
+        }
+    }
+}
