@@ -1,59 +1,14 @@
-//! Guest-visible behaviour of the debug-exit port, with a recording fake host.
+//! Guest-visible behaviour of the debug-exit port, on the shared recording host.
 
 use crate::{exit_status, DebugExit};
-use hyperplug_plugin_api::abi_stable::sabi_trait::TD_Opaque;
-use hyperplug_plugin_api::abi_stable::std_types::{RArc, RStr};
-use hyperplug_plugin_api::backend::LogLevel;
-use hyperplug_plugin_api::device::{
-    AddressSpace, Device, DeviceState, FfiHostServices, FfiHostServices_TO, IoRange,
-};
+use hyperplug_plugin_api::device::{AddressSpace, Device, DeviceState, IoRange};
+use hyperplug_plugin_api::testing::RecordingHost;
 use hyperplug_plugin_api::DeviceConfig;
-use std::sync::{Arc, Mutex};
 
-/// Records `request_exit` calls.
-#[derive(Clone, Default)]
-struct FakeHost(Arc<Mutex<Vec<(i32, String)>>>);
-
-impl FfiHostServices for FakeHost {
-    fn set_irq(&self, _line: u32, _level: bool) {}
-    fn log(&self, _level: LogLevel, _message: RStr<'_>) {}
-    fn request_exit(&self, status: i32, reason: RStr<'_>) {
-        self.0.lock().unwrap().push((status, reason.to_string()));
-    }
-    fn now_ns(&self) -> u64 {
-        0
-    }
-    fn set_timer(&self, _timer: u32, _deadline_ns: u64) {}
-    fn read_guest(
-        &self,
-        _gpa: u64,
-        _buf: hyperplug_plugin_api::abi_stable::std_types::RSliceMut<'_, u8>,
-    ) -> hyperplug_plugin_api::PluginResult<()> {
-        hyperplug_plugin_api::abi_stable::std_types::RResult::RErr(
-            hyperplug_plugin_api::PluginError::unsupported("no DMA in this test"),
-        )
-    }
-    fn write_guest(
-        &self,
-        _gpa: u64,
-        _data: hyperplug_plugin_api::abi_stable::std_types::RSlice<'_, u8>,
-    ) -> hyperplug_plugin_api::PluginResult<()> {
-        hyperplug_plugin_api::abi_stable::std_types::RResult::RErr(
-            hyperplug_plugin_api::PluginError::unsupported("no DMA in this test"),
-        )
-    }
-    fn set_cpu_intr(&self, _level: bool) {}
-    fn request_reset(&self, _reason: RStr<'_>) {}
-    fn machine_info(&self) -> hyperplug_plugin_api::device::MachineInfo {
-        hyperplug_plugin_api::device::MachineInfo::default()
-    }
-}
-
-fn device(opts: &str) -> (DebugExit, FakeHost) {
-    let fake = FakeHost::default();
-    let services = FfiHostServices_TO::from_ptr(RArc::new(fake.clone()), TD_Opaque);
-    let dev = DebugExit::create(&DeviceConfig::parse(opts), services).unwrap();
-    (dev, fake)
+fn device(opts: &str) -> (DebugExit, RecordingHost) {
+    let host = RecordingHost::new();
+    let dev = DebugExit::create(&DeviceConfig::parse(opts), host.services()).unwrap();
+    (dev, host)
 }
 
 #[test]
@@ -94,7 +49,7 @@ fn writes_of_every_width_end_the_vm() {
     for &(opts, port, bytes, want) in cases {
         let (mut dev, host) = device(opts);
         dev.write(AddressSpace::Pio, port, bytes);
-        let exits = host.0.lock().unwrap().clone();
+        let exits = host.record().exits.clone();
         match want {
             None => assert!(exits.is_empty(), "{opts} {port:#x}: {exits:?}"),
             Some(status) => {
@@ -110,7 +65,7 @@ fn reason_names_the_value() {
     let (mut dev, host) = device("");
     dev.write(AddressSpace::Pio, 0xf4, &[0x2a, 0, 0, 0]);
     assert_eq!(
-        host.0.lock().unwrap().as_slice(),
+        host.record().exits.as_slice(),
         &[(0x55, "debug-exit: guest wrote 0x2a".to_string())]
     );
 }
@@ -119,7 +74,7 @@ fn reason_names_the_value() {
 fn mmio_at_the_same_address_is_ignored() {
     let (mut dev, host) = device("");
     dev.write(AddressSpace::Mmio, 0xf4, &[1]);
-    assert!(host.0.lock().unwrap().is_empty());
+    assert!(host.record().exits.is_empty());
 }
 
 #[test]
@@ -128,7 +83,7 @@ fn reads_return_zero() {
     let mut b = [0xaau8; 4];
     dev.read(AddressSpace::Pio, 0xf4, &mut b);
     assert_eq!(b, [0; 4]);
-    assert!(host.0.lock().unwrap().is_empty(), "a read never exits");
+    assert!(host.record().exits.is_empty(), "a read never exits");
 }
 
 #[test]
@@ -140,7 +95,7 @@ fn claims_iobase_iosize() {
 #[test]
 fn bad_options_fail_create() {
     for opts in ["iosize=8", "iobase=0xffff", "colour=red"] {
-        let services = FfiHostServices_TO::from_ptr(RArc::new(FakeHost::default()), TD_Opaque);
+        let services = RecordingHost::new().services();
         assert!(
             DebugExit::create(&DeviceConfig::parse(opts), services).is_err(),
             "{opts}"
