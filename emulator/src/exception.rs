@@ -149,6 +149,16 @@ impl Exception {
     }
 }
 
+/// Whether the RFLAGS image saved when the processor itself raises
+/// exception `vector` has RF = 1 (SDM vol. 3, 17.3.1.1 "Instruction-Breakpoint
+/// Exception Condition"): yes for every fault-class exception; #DB is never
+/// included, since its only fault (the instruction breakpoint) keeps RF as
+/// it is; traps (#BP, #OF, data-breakpoint and single-step #DB) and aborts
+/// (#DF, #MC) push RF as it is in RFLAGS.
+pub fn pushes_rf(vector: u8) -> bool {
+    Exception::new(vector).class() == ExceptionClass::Fault
+}
+
 /// Why an instruction stopped without completing: an architectural exception
 /// to deliver, or an event the caller must see first (state untouched).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -203,6 +213,32 @@ mod tests {
         ];
         for (a, b, want) in t {
             assert_eq!(Exception::makes_double_fault(a, b), want, "{a} then {b}");
+        }
+    }
+
+    #[test]
+    fn pushed_rf_by_vector() {
+        let t = [
+            (vector::DE, true),
+            (vector::DB, false),
+            (vector::BP, false),
+            (vector::OF, false),
+            (vector::BR, true),
+            (vector::UD, true),
+            (vector::NM, true),
+            (vector::DF, false),
+            (vector::TS, true),
+            (vector::NP, true),
+            (vector::SS, true),
+            (vector::GP, true),
+            (vector::PF, true),
+            (vector::MF, true),
+            (vector::AC, true),
+            (vector::MC, false),
+            (vector::XM, true),
+        ];
+        for (v, want) in t {
+            assert_eq!(pushes_rf(v), want, "vector {v}");
         }
     }
 

@@ -115,6 +115,11 @@ impl Engine {
     }
 
     /// The CPU model (CPUID table) the guest sees.
+    pub fn model(&self) -> &CpuModel {
+        &self.st.model
+    }
+
+    /// The CPU model, to change.
     pub fn model_mut(&mut self) -> &mut CpuModel {
         &mut self.st.model
     }
@@ -179,7 +184,9 @@ impl Engine {
                     error_code: p.error_code,
                     cr2: None,
                 };
-                if let Err(k) = self.deliver_fault(cpu, bus, policy, e) {
+                // An injected event pushes RF as it is in RFLAGS (SDM vol. 3,
+                // 26.5.1.1 "Details of Vectored-Event Injection").
+                if let Err(k) = self.deliver_fault(cpu, bus, policy, e, false) {
                     return done(k, retired, steps);
                 }
             }
@@ -357,10 +364,12 @@ impl Engine {
                     // A write failed after its check: nothing sensible to roll back to.
                     return Step::Stop(k, false);
                 }
-                // RF is cleared after every instruction that completes,
-                // except IRET, which loads it (SDM vol. 3, 17.3.1.1).
-                if snap.rflags & flags::RF != 0 && !rep_more && !is_iret(&d.insn) {
-                    cpu.rflags &= !flags::RF;
+                // Between iterations of a REP string instruction RF is 1, so
+                // an interrupt or trap after any iteration but the last pushes
+                // RF = 1 and the instruction breakpoint is not reported again
+                // (SDM vol. 3, 17.3.1.1).
+                if rep_more {
+                    cpu.rflags |= flags::RF;
                 }
                 if tf || data_hits != 0 {
                     // Single-step trap after the instruction (SDM vol. 3,
@@ -375,7 +384,7 @@ impl Engine {
                     if policy.exceptions & (1u32 << vector::DB) != 0 {
                         return Step::Stop(exception_intercept(cpu.rip, e, Some(&d)), !rep_more);
                     }
-                    if let Err(k) = self.deliver_fault(cpu, bus, policy, e) {
+                    if let Err(k) = self.deliver_fault(cpu, bus, policy, e, false) {
                         return Step::Stop(k, !rep_more);
                     }
                 }
@@ -394,8 +403,9 @@ impl Engine {
 
     /// Instruction breakpoint check before fetch (SDM vol. 3, 17.3.1.1):
     /// an enabled execute breakpoint at CS.base + RIP with RFLAGS.RF clear
-    /// raises a fault-class #DB with DR6.Bn set; the pushed RFLAGS has RF
-    /// set so the instruction runs once after IRET.
+    /// raises a fault-class #DB with DR6.Bn set. Unlike every other fault,
+    /// the pushed RFLAGS has RF as it is (0): the handler sets RF in the
+    /// image to run the instruction once after IRET.
     fn insn_breakpoint<B: Bus>(
         &mut self,
         cpu: &mut Cpu,
@@ -422,10 +432,6 @@ impl Engine {
         if policy.exceptions & (1u32 << vector::DB) != 0 {
             return Some(Step::Stop(exception_intercept(cpu.rip, e, None), false));
         }
-        let snap = Snapshot {
-            rflags: snap.rflags | flags::RF,
-            ..snap
-        };
         Some(self.fault(cpu, bus, policy, e.into(), snap, None))
     }
 
@@ -449,7 +455,8 @@ impl Engine {
                 if policy.exceptions & (1u32 << (e.vector & 31)) != 0 {
                     return Step::Stop(exception_intercept(cpu.rip, e, d), false);
                 }
-                match self.deliver_fault(cpu, bus, policy, e) {
+                let rf = crate::exception::pushes_rf(e.vector);
+                match self.deliver_fault(cpu, bus, policy, e, rf) {
                     Ok(()) => Step::Faulted,
                     Err(k) => Step::Stop(k, false),
                 }
@@ -473,19 +480,43 @@ impl Engine {
     }
 
     /// Delivers a fault/abort (or the #DB trap) with the double- and
-    /// triple-fault rules of SDM vol. 3, 6.15 (Interrupt 8).
+    /// triple-fault rules of SDM vol. 3, 6.15 (Interrupt 8). The RFLAGS
+    /// image saved for `e` has RF = 1 if `set_rf`; for a nested exception
+    /// the processor detects, RF = 1 if it is fault-class (SDM vol. 3,
+    /// 17.3.1.1); otherwise RF as it is. RFLAGS.RF is as before on failure.
     fn deliver_fault<B: Bus>(
         &mut self,
         cpu: &mut Cpu,
         bus: &mut B,
         policy: &InterceptPolicy,
         e: Exception,
+        set_rf: bool,
+    ) -> Result<(), EventKind> {
+        let rf0 = cpu.rflags & flags::RF;
+        let r = self.deliver_fault_rf(cpu, bus, policy, e, set_rf);
+        if r.is_err() {
+            cpu.rflags = (cpu.rflags & !flags::RF) | rf0;
+        }
+        r
+    }
+
+    /// [`Engine::deliver_fault`] without the RF restore on failure.
+    fn deliver_fault_rf<B: Bus>(
+        &mut self,
+        cpu: &mut Cpu,
+        bus: &mut B,
+        policy: &InterceptPolicy,
+        e: Exception,
+        set_rf: bool,
     ) -> Result<(), EventKind> {
         if let Some(cr2) = e.cr2 {
             cpu.cr2 = cr2;
         }
+        let rf0 = cpu.rflags & flags::RF;
         let mut cur = e;
+        let mut set_rf = set_rf;
         loop {
+            cpu.rflags = (cpu.rflags & !flags::RF) | if set_rf { flags::RF } else { rf0 };
             match self.deliver_event(
                 cpu,
                 bus,
@@ -524,6 +555,7 @@ impl Engine {
                         } else {
                             second
                         };
+                        set_rf = crate::exception::pushes_rf(cur.vector);
                         if cur.vector == vector::DF && policy.exceptions & (1 << vector::DF) != 0 {
                             return Err(exception_intercept(cpu.rip, cur, None));
                         }
@@ -669,12 +701,4 @@ impl<'a, B: Bus> Ctx<'a, B> {
         }
         Ok(())
     }
-}
-
-/// Whether `insn` is IRET/IRETD/IRETQ (which loads RF from the stack).
-fn is_iret(insn: &Instruction) -> bool {
-    matches!(
-        insn.mnemonic(),
-        iced_x86::Mnemonic::Iret | iced_x86::Mnemonic::Iretd | iced_x86::Mnemonic::Iretq
-    )
 }

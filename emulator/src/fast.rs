@@ -585,6 +585,9 @@ impl Engine {
         steps: &mut u64,
         retired: &mut u64,
     ) -> FastStop {
+        // RF is cleared at the start of the next instruction (SDM vol. 3,
+        // 17.3.1.1); with no breakpoint enabled nothing else reads it first.
+        cpu.rflags &= !flags::RF;
         let mut lz = Lazy::NONE;
         let mut blocks = std::mem::take(&mut self.blocks);
         let (stop, st, rt) =
@@ -990,6 +993,10 @@ impl Engine {
         cpu.gpr[reg::RCX] = c;
         if c == 0 {
             cpu.rip = next;
+            cpu.rflags &= !flags::RF;
+        } else {
+            // RF = 1 between iterations, as in the general path (SDM vol. 3, 17.3.1.1).
+            cpu.rflags |= flags::RF;
         }
         Some((n, c == 0))
     }
