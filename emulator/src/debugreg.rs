@@ -1,7 +1,7 @@
 //! Debug-register breakpoints (SDM vol. 3, 17.2 "Debug Registers" and
 //! 17.3.1 "Debug Exception (#DB)"): instruction breakpoints (faults) and
-//! data write / read-write breakpoints (traps). I/O breakpoints are not
-//! modelled.
+//! data write / read-write breakpoints (traps), and I/O breakpoints
+//! (traps; R/W = 10b with CR4.DE = 1, SDM vol. 3, 17.2.4 and 17.3.1.2).
 
 /// DR7 bits L0..L3/G0..G3 (SDM vol. 3, 17.2.4): any breakpoint enabled.
 pub(crate) const DR7_ENABLES: u64 = 0xff;
@@ -63,6 +63,32 @@ pub(crate) fn data_hits(dr: &[u64; 8], lin: u64, size: u64, write: bool) -> u64 
     m
 }
 
+/// CR4.DE (bit 3): debugging extensions (SDM vol. 3, 2.5 "Control Registers").
+const CR4_DE: u64 = 1 << 3;
+
+/// The DR6.Bn mask of enabled I/O breakpoints that a `size`-byte access to
+/// `port` overlaps (SDM vol. 3, 17.2.4, 17.2.5 and 17.3.1.2 "Data Memory
+/// and I/O Breakpoint Exception Conditions"): R/W = 10b breaks on I/O reads
+/// or writes only when CR4.DE = 1; the port in DRn is aligned down to LENn
+/// as for data breakpoints. With CR4.DE = 0 the SDM leaves R/W = 10b
+/// undefined (vol. 3, 22.23.2 "Differences in Debug Register DR7"); here
+/// such a breakpoint never triggers.
+pub(crate) fn io_hits(dr: &[u64; 8], cr4: u64, port: u16, size: u8) -> u64 {
+    if cr4 & CR4_DE == 0 {
+        return 0;
+    }
+    let first = u64::from(port);
+    let last = first + u64::from(size.max(1)) - 1;
+    (0..4)
+        .filter(|&n| enabled(dr[7], n) && rw(dr[7], n) == 2)
+        .filter(|&n| {
+            let l = len(dr[7], n);
+            let start = dr[n] & !(l - 1);
+            first <= start + (l - 1) && start <= last
+        })
+        .fold(0, |m, n| m | 1 << n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,6 +108,26 @@ mod tests {
         for (i, &(a, d7, lin, sz, w, hit)) in rows.iter().enumerate() {
             let dr = [a, 0, 0, 0, 0, 0, 0, d7];
             assert_eq!(data_hits(&dr, lin, sz, w) == 1, hit, "row {i}");
+        }
+    }
+
+    #[test]
+    fn io_breakpoint_table() {
+        // (dr0, R/W0, LEN0, CR4, port, size, hit)
+        let rows: [(u64, u64, u64, u64, u16, u8, bool); 9] = [
+            (0x60, 2, 0, CR4_DE, 0x60, 1, true),
+            (0x60, 2, 0, 0, 0x60, 1, false),
+            (0x60, 2, 0, CR4_DE, 0x61, 1, false),
+            (0x61, 2, 0, CR4_DE, 0x60, 2, true),
+            (0x63, 2, 3, CR4_DE, 0x60, 1, true),
+            (0x63, 2, 3, CR4_DE, 0x64, 4, false),
+            (0x3f8, 2, 1, CR4_DE, 0x3f7, 2, true),
+            (0x60, 3, 0, CR4_DE, 0x60, 1, false),
+            (0x60, 0, 0, CR4_DE, 0x60, 1, false),
+        ];
+        for (i, &(a, kind, l, cr4, port, size, hit)) in rows.iter().enumerate() {
+            let dr = [a, 0, 0, 0, 0, 0, 0, 1 | kind << 16 | l << 18];
+            assert_eq!(io_hits(&dr, cr4, port, size) == 1, hit, "row {i}");
         }
     }
 }

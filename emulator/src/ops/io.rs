@@ -3,6 +3,8 @@
 //! virtual-8086 mode, the TSS I/O permission bitmap decides (SDM vol. 1,
 //! 19.5.2): every bit for the accessed ports must be clear, else #GP(0).
 //! The intercept check follows the privilege check (SDM vol. 3, 26.1.1).
+//! An access that completes reports the I/O breakpoints it hits, a trap
+//! after the instruction or the REP iteration (SDM vol. 3, 17.3.1.2).
 
 use crate::bus::{Bus, BusStop};
 use crate::cpu::{reg, Mode, SegReg};
@@ -96,6 +98,22 @@ pub(super) fn io<B: Bus>(cx: &mut Ctx<'_, B>, m: Mnemonic) -> OpResult {
             value,
         }));
     }
+    io_access(cx, port, size, input, string, value)?;
+    if cx.cpu.dr[7] & crate::debugreg::DR7_ENABLES != 0 {
+        cx.eng.dbp_hits |= crate::debugreg::io_hits(&cx.cpu.dr, cx.cpu.cr4, port, size);
+    }
+    Ok(())
+}
+
+/// The port access of IN/OUT/INS/OUTS (one iteration), after every check.
+fn io_access<B: Bus>(
+    cx: &mut Ctx<'_, B>,
+    port: u16,
+    size: u8,
+    input: bool,
+    string: bool,
+    value: u32,
+) -> OpResult {
     match (input, string) {
         (true, false) => {
             let v = cx
