@@ -226,10 +226,10 @@ pub fn name(code: u64) -> String {
         0x030..=0x03F => format!("VMEXIT_DR{}_WRITE", code - 0x030),
         0x040..=0x05F => format!("VMEXIT_EXCP{}", code - VMEXIT_EXCP_BASE),
         0x090..=0x09F => format!("VMEXIT_CR{}_WRITE_TRAP", code - VMEXIT_CR0_WRITE_TRAP),
-        _ => NAMES
-            .iter()
-            .find(|(c, _)| *c == code)
-            .map_or_else(|| format!("VMEXIT_UNKNOWN({code:#x})"), |(_, n)| (*n).to_string()),
+        _ => NAMES.iter().find(|(c, _)| *c == code).map_or_else(
+            || format!("VMEXIT_UNKNOWN({code:#x})"),
+            |(_, n)| (*n).to_string(),
+        ),
     }
 }
 

@@ -127,10 +127,7 @@ pub fn msr_exitinfo1(write: bool) -> u64 {
 /// Exception intercept EXITINFO1/EXITINFO2 (APM 15.12): the error code (if
 /// the exception pushes one) and, for #PF, the faulting address (CR2 value).
 pub fn exception_exitinfo(error_code: Option<u32>, address: Option<u64>) -> (u64, u64) {
-    (
-        error_code.map_or(0, u64::from),
-        address.unwrap_or(0),
-    )
+    (error_code.map_or(0, u64::from), address.unwrap_or(0))
 }
 
 /// The kind of event in EVENTINJ / EXITINTINFO (TYPE, bits 10:8; APM 15.20).
@@ -185,9 +182,9 @@ pub mod event {
 
 /// Encodes an event in EVENTINJ / EXITINTINFO format with V set.
 pub fn encode_event(e: &Event) -> u64 {
-    let ev = e.error_code.map_or(0, |c| {
-        event::EV | (u64::from(c) << event::ERRORCODE_SHIFT)
-    });
+    let ev = e
+        .error_code
+        .map_or(0, |c| event::EV | (u64::from(c) << event::ERRORCODE_SHIFT));
     u64::from(e.vector) | (e.kind.code() << event::TYPE_SHIFT) | ev | event::V
 }
 

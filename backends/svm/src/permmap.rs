@@ -16,7 +16,11 @@ pub struct Iopm {
 
 impl std::fmt::Debug for Iopm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Iopm({} ports intercepted)", self.intercepted_ports().len())
+        write!(
+            f,
+            "Iopm({} ports intercepted)",
+            self.intercepted_ports().len()
+        )
     }
 }
 
