@@ -72,6 +72,9 @@ pub(crate) struct Ctx<'a, B: Bus> {
     /// Translations may come from (and go to) the micro-TLB: nothing in
     /// this instruction so far can have changed what it caches.
     pub(crate) utlb_ok: bool,
+    /// An exception the new task raises before its first instruction after
+    /// a task switch's commit point, or its T-flag #DB (see `task`).
+    pub(crate) after_switch: Option<Exception>,
 }
 
 /// Registers restored when an instruction faults.
@@ -203,14 +206,20 @@ impl Engine {
                 }
                 if let Some(v) = cpu.pending_interrupt.take() {
                     cpu.halted = false;
-                    if let Err(k) = self.deliver_event(
+                    let r = self.deliver_event(
                         cpu,
                         bus,
                         policy,
                         v,
                         None,
                         crate::deliver::Source::External,
-                    ) {
+                    );
+                    let r = match r {
+                        Ok(Some(e)) => self.deliver_after_switch(cpu, bus, policy, e),
+                        Ok(None) => Ok(()),
+                        Err(k) => Err(k),
+                    };
+                    if let Err(k) = r {
                         return done(k, retired, steps);
                     }
                 }
@@ -348,8 +357,13 @@ impl Engine {
         cx.cpu.sti_shadow = false;
         cx.cpu.ss_shadow = false;
         cx.cpu.rip = cx.next_rip;
+        // RF is cleared at the start of the instruction, after the
+        // instruction-breakpoint check (SDM vol. 3, 17.3.1.1); a fault
+        // restores the snapshot.
+        cx.cpu.rflags &= !flags::RF;
         let r = crate::ops::dispatch(&mut cx);
         let rep_more = cx.rep_more;
+        let after_switch = cx.after_switch.take();
         let data_hits = std::mem::take(&mut self.st.dbp_hits);
         self.st.dbp_armed = false;
         if !d.safe {
@@ -370,6 +384,14 @@ impl Engine {
                 // (SDM vol. 3, 17.3.1.1).
                 if rep_more {
                     cpu.rflags |= flags::RF;
+                }
+                if let Some(e) = after_switch {
+                    // The new task's exception comes before its first
+                    // instruction (SDM vol. 3, 7.3, step 13; 17.3.1.5).
+                    return match self.deliver_after_switch(cpu, bus, policy, e) {
+                        Ok(()) => Step::Retired,
+                        Err(k) => Step::Stop(k, true),
+                    };
                 }
                 if tf || data_hits != 0 {
                     // Single-step trap after the instruction (SDM vol. 3,
@@ -512,9 +534,12 @@ impl Engine {
         if let Some(cr2) = e.cr2 {
             cpu.cr2 = cr2;
         }
-        let rf0 = cpu.rflags & flags::RF;
+        let mut rf0 = cpu.rflags & flags::RF;
         let mut cur = e;
         let mut set_rf = set_rf;
+        // Exceptions raised by new tasks of task gates, each in its own
+        // task: a chain of them is bounded here (hardware could loop).
+        let mut switches = 0;
         loop {
             cpu.rflags = (cpu.rflags & !flags::RF) | if set_rf { flags::RF } else { rf0 };
             match self.deliver_event(
@@ -525,7 +550,22 @@ impl Engine {
                 cur.error_code,
                 crate::deliver::Source::Exception,
             ) {
-                Ok(()) => return Ok(()),
+                Ok(None) => return Ok(()),
+                Ok(Some(next)) => {
+                    switches += 1;
+                    if switches > MAX_TASK_CHAIN {
+                        return Err(EventKind::Shutdown);
+                    }
+                    if policy.exceptions & (1u32 << (next.vector & 31)) != 0 {
+                        return Err(exception_intercept(cpu.rip, next, None));
+                    }
+                    if let Some(a) = next.cr2 {
+                        cpu.cr2 = a;
+                    }
+                    rf0 = cpu.rflags & flags::RF;
+                    set_rf = crate::exception::pushes_rf(next.vector);
+                    cur = next;
+                }
                 Err(EventKind::Shutdown) => return Err(EventKind::Shutdown),
                 Err(EventKind::Intercept(i)) => {
                     // A nested exception the policy intercepts.
@@ -568,8 +608,26 @@ impl Engine {
         }
     }
 
+    /// Delivers an exception raised in a new task after a task switch's
+    /// commit point (or its T-flag #DB trap) with RF = 1 if fault-class,
+    /// unless the policy intercepts it.
+    fn deliver_after_switch<B: Bus>(
+        &mut self,
+        cpu: &mut Cpu,
+        bus: &mut B,
+        policy: &InterceptPolicy,
+        e: Exception,
+    ) -> Result<(), EventKind> {
+        if policy.exceptions & (1u32 << (e.vector & 31)) != 0 {
+            return Err(exception_intercept(cpu.rip, e, None));
+        }
+        self.deliver_fault(cpu, bus, policy, e, crate::exception::pushes_rf(e.vector))
+    }
+
     /// Delivers one event through the IVT/IDT; a nested exception comes back
     /// as an `Intercept(Exception)` for [`Engine::deliver_fault`] to classify.
+    /// `Ok(Some)`: delivered through a task gate, and the new task raised
+    /// this exception after the commit point.
     fn deliver_event<B: Bus>(
         &mut self,
         cpu: &mut Cpu,
@@ -578,7 +636,7 @@ impl Engine {
         v: u8,
         code: Option<u32>,
         src: crate::deliver::Source,
-    ) -> Result<(), EventKind> {
+    ) -> Result<Option<Exception>, EventKind> {
         let mode = cpu.mode();
         let snap = Snapshot {
             gpr: cpu.gpr,
@@ -590,11 +648,12 @@ impl Engine {
         let mut cx = Ctx::new(cpu, bus, &mut self.st, policy, mode);
         cx.next_rip = cx.rip;
         let r = cx.deliver(v, code, src);
+        let after = cx.after_switch.take();
         self.st.utlb.invalidate();
         match r {
             Ok(()) => {
                 cpu.halted = false;
-                self.commit(bus)
+                self.commit(bus).map(|()| after)
             }
             Err(f) => {
                 cpu.gpr = snap.gpr;
@@ -610,6 +669,10 @@ impl Engine {
         }
     }
 }
+
+/// Most exceptions in a row that new tasks raise after task switches
+/// within one delivery before the engine stops with a shutdown.
+const MAX_TASK_CHAIN: u32 = 32;
 
 /// The intercept event for exception `e` at `rip`.
 fn exception_intercept(rip: u64, e: Exception, d: Option<&Decoded>) -> EventKind {
@@ -660,6 +723,7 @@ impl<'a, B: Bus> Ctx<'a, B> {
             cpl,
             rep_more: false,
             utlb_ok: false,
+            after_switch: None,
         }
     }
 

@@ -836,12 +836,6 @@ fn task_switch_faults_leave_the_old_task() {
     const GP: u8 = 13;
     const NP: u8 = 11;
     const TS: u8 = 10;
-    let base = tss_desc(TSS_B_BASE, 0x67, 0x9, true);
-    let seg = |i: usize, s: u16| {
-        let mut t = TaskB::default();
-        t.segs[i] = s;
-        t
-    };
     let t: Vec<(TaskB, u64, (u8, Option<u32>))> = vec![
         (
             TaskB::default(),
@@ -858,23 +852,16 @@ fn task_switch_faults_leave_the_old_task() {
             tss_desc(TSS_B_BASE, 0x66, 0x9, true),
             (TS, Some(0x48)),
         ),
+        // A 16-bit TSS needs a limit of at least 2CH (SDM vol. 3, Table 6-6).
         (
             TaskB::default(),
-            tss_desc(TSS_B_BASE, 0x67, 0x1, true),
-            (GP, Some(0x48)),
+            tss_desc(TSS_B_BASE, 0x2b, 0x1, true),
+            (TS, Some(0x48)),
         ),
-        (seg(1, 0), base, (TS, Some(0))),
-        (seg(1, 0x10), base, (TS, Some(0x10))),
-        (seg(2, 0x13), base, (TS, Some(0x10))),
-        (seg(2, 0x08), base, (TS, Some(0x08))),
-        (seg(3, 0x78), base, (TS, Some(0x78))),
         (
-            TaskB {
-                ldt: 0x10,
-                ..TaskB::default()
-            },
-            base,
-            (TS, Some(0x10)),
+            TaskB::default(),
+            tss_desc(TSS_B_BASE, 0x67, 0x3, true),
+            (GP, Some(0x48)),
         ),
     ];
     for (i, (b, d, want)) in t.into_iter().enumerate() {
@@ -905,6 +892,7 @@ fn task_switch_faults_leave_the_old_task() {
         );
     }
     // IRET with NT to a link that is not a busy TSS: #TS(link).
+    let base = tss_desc(TSS_B_BASE, 0x67, 0x9, true);
     let mut m = task_machine(&TaskB::default(), base);
     m.policy.exceptions = u32::MAX;
     m.bus.load(TSS, &u32::from(TSS_B).to_le_bytes());
@@ -912,6 +900,58 @@ fn task_switch_faults_leave_the_old_task() {
     m.load(|a| a.iretd().unwrap());
     assert_eq!(marker(&mut m), Err((TS, Some(0x48))));
     assert_eq!(m.cpu.tr.selector, TSS_A);
+}
+
+#[test]
+fn task_switch_segment_faults_hit_the_new_task() {
+    // After the commit point the LDT and segment checks fault in the new
+    // task, before its first instruction (SDM vol. 3, 7.3 step 13, Table 7-1).
+    const NP: u8 = 11;
+    const SS: u8 = 12;
+    const TS: u8 = 10;
+    let base = tss_desc(TSS_B_BASE, 0x67, 0x9, true);
+    let seg = |i: usize, s: u16| {
+        let mut t = TaskB::default();
+        t.segs[i] = s;
+        t
+    };
+    let t: Vec<(TaskB, (u8, Option<u32>))> = vec![
+        (seg(1, 0), (TS, Some(0))),
+        (seg(1, 0x10), (TS, Some(0x10))),
+        (seg(2, 0x13), (TS, Some(0x10))),
+        (seg(2, 0x08), (TS, Some(0x08))),
+        (seg(3, 0x78), (TS, Some(0x78))),
+        (seg(1, 0x58), (NP, Some(0x58))),
+        (seg(2, 0x60), (SS, Some(0x60))),
+        (seg(5, 0x60), (NP, Some(0x60))),
+        (
+            TaskB {
+                ldt: 0x10,
+                ..TaskB::default()
+            },
+            (TS, Some(0x10)),
+        ),
+    ];
+    for (i, (b, want)) in t.into_iter().enumerate() {
+        let mut m = task_machine(&b, base);
+        // 0x58: code segment not present; 0x60: writable data not present.
+        m.bus
+            .load(GDT + 0x58, &0x004f_1a00_0000_ffffu64.to_le_bytes());
+        m.bus
+            .load(GDT + 0x60, &0x004f_1200_0000_ffffu64.to_le_bytes());
+        m.policy.exceptions = u32::MAX;
+        m.load(|a| {
+            a.db(&[0xea, 0, 0, 0, 0, TSS_B as u8, 0]).unwrap();
+        });
+        assert_eq!(marker(&mut m), Err(want), "case {i}");
+        assert_eq!(m.cpu.tr.selector, TSS_B, "case {i}: in task B");
+        assert_eq!(m.cpu.rip, TASK_B_EIP, "case {i}: before B's first insn");
+        assert_eq!((m.gpr(0), m.gpr(4)), (0xb0b, 0x5000), "case {i}");
+        assert_ne!(m.cpu.cr0 & 8, 0, "case {i}: CR0.TS");
+        assert_eq!((desc_type(&m, TSS_A), desc_type(&m, TSS_B)), (0x9, 0xb));
+        let saved_eip = m.bus.peek_u64(TSS + 0x20) & 0xffff_ffff;
+        assert_eq!(saved_eip, CODE + 7, "case {i}: task A saved");
+    }
 }
 
 // ---- Virtual-8086 mode (SDM vol. 3, 20.2-20.3) ----

@@ -38,7 +38,7 @@ impl<B: Bus> Ctx<'_, B> {
         }
         let long = self.cpu.efer & crate::cpu::EFER_LMA != 0;
         let typ = (lo >> 40 & 0xf) as u8;
-        if !long && matches!(typ, 0x5 | 0x9 | 0xb) {
+        if !long && matches!(typ, 0x1 | 0x3 | 0x5 | 0x9 | 0xb) {
             return Some(self.far_to_task(sel, lo, ret, call));
         }
         let saved = (self.cpu.seg, self.cpl, self.mode);
