@@ -496,6 +496,12 @@ impl Cpu {
                 vector: ev.exception.nr,
                 error_code: (ev.exception.has_error_code != 0).then_some(ev.exception.error_code),
             });
+            // A #PF payload is the CR2 its delivery establishes (the
+            // `kvm_vcpu_events` convention); delivery is the next thing the
+            // engine does, so CR2 can take it now.
+            if ev.exception.nr == 14 && ev.exception_has_payload != 0 {
+                cpu.cr2 = ev.exception_payload;
+            }
         }
         if ev.interrupt.injected != 0 {
             cpu.pending_interrupt = Some(ev.interrupt.nr);

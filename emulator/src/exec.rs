@@ -40,6 +40,10 @@ pub(crate) struct EngineState {
     pub(crate) dbp_armed: bool,
     /// DR6.Bn bits of data breakpoints the current instruction hit.
     pub(crate) dbp_hits: u64,
+    /// Shadow paging: translations come from here (see `shadow`).
+    pub(crate) shadow: Option<hyperplug_mmu::shadow::ShadowMmu>,
+    /// The linear address and access of the last shadow miss stopped at.
+    pub(crate) shadow_miss: Option<(u64, Access)>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -105,6 +109,8 @@ impl Engine {
                 utlb: Utlb::new(),
                 dbp_armed: false,
                 dbp_hits: 0,
+                shadow: None,
+                shadow_miss: None,
             },
             dcache: DecodeCache::new(),
             blocks: Blocks::new(),
@@ -150,6 +156,9 @@ impl Engine {
     /// Drops every cached translation and decode.
     pub fn flush(&mut self) {
         self.st.tlb.flush_all();
+        if let Some(sh) = self.st.shadow.as_mut() {
+            sh.flush_all();
+        }
         self.st.utlb.invalidate();
         self.dcache.clear();
     }
@@ -169,6 +178,9 @@ impl Engine {
         let now = cpu.paging();
         if now != self.st.last_paging {
             self.st.tlb.on_cr_write(&self.st.last_paging, &now);
+            if let Some(sh) = self.st.shadow.as_mut() {
+                sh.on_cr_write(&self.st.last_paging, &now);
+            }
             self.st.last_paging = now;
         }
         // The caller may have changed anything, including the bus.
@@ -752,6 +764,9 @@ impl<'a, B: Bus> Ctx<'a, B> {
         let now = self.cpu.paging();
         let old = self.eng.last_paging;
         self.eng.tlb.on_cr_write(&old, &now);
+        if let Some(sh) = self.eng.shadow.as_mut() {
+            sh.on_cr_write(&old, &now);
+        }
         if let Some(src) = cr3_source {
             self.eng.tlb.mov_cr3(&now, src);
         }

@@ -72,6 +72,7 @@ mod mem;
 pub mod model;
 pub(crate) mod ops;
 pub mod policy;
+mod shadow;
 mod seg;
 mod task;
 mod utlb;

@@ -167,6 +167,9 @@ impl<B: Bus> Ctx<'_, B> {
     /// Translates through the MMU's TLB (and walker).
     fn translate_tlb(&mut self, lin: u64, access: Access) -> OpResult<u64> {
         let ctx = self.cpu.paging();
+        if self.eng.shadow.is_some() {
+            return self.translate_shadow(&ctx, lin, access);
+        }
         self.eng
             .tlb
             .translate(&*self.bus, &ctx, lin, access, |_| 0)

@@ -47,6 +47,8 @@ bitflags::bitflags! {
         const INTN = 1 << 13;
         /// IRET.
         const IRET = 1 << 14;
+        /// INVPCID.
+        const INVPCID = 1 << 15;
     }
 }
 
@@ -316,6 +318,9 @@ pub enum InterceptKind {
     },
     /// IRET.
     Iret,
+    /// INVPCID (after its #UD and CPL checks, before its memory operand:
+    /// SDM vol. 3, 26.1.1 "Relative Priority of Faults and VM Exits").
+    Invpcid,
     /// The interrupt window is open.
     InterruptWindow,
 }

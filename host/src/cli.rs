@@ -96,6 +96,17 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_firmware_state: bool,
 
+    /// Software backends (vmx, svm): translate guest-physical memory through
+    /// lazily built second-level tables (EPT / NPT) instead of the default
+    /// shadow page tables.
+    #[arg(long)]
+    pub nested_paging: bool,
+
+    /// When the guest ends, print each vCPU's native control structure (the
+    /// VMCB under svm, the VMCS under vmx) by field name and offset to stderr.
+    #[arg(long)]
+    pub dump_control_block: bool,
+
     /// Trace to stderr: exits, io, irq, devices (comma separated or repeated).
     #[arg(long, value_enum, value_delimiter = ',', value_name = "WHAT")]
     pub trace: Vec<TraceWhat>,

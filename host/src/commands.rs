@@ -5,7 +5,7 @@ use crate::cpu::{DevKvm, HostCpu};
 use crate::error::{Error, Result};
 use crate::image::{self, ModuleSpec};
 use crate::plugin::{Inventory, LoadedBackend, PluginPath};
-use crate::run::{DeviceSpec, Machine, MachineConfig, Outcome, Platform, Trace};
+use crate::run::{DeviceSpec, Machine, MachineConfig, Outcome, Platform, Trace, VmOptions};
 use crate::select::{choose, Candidate};
 use crate::size::format_size;
 use std::io::Write;
@@ -280,7 +280,17 @@ pub fn run(path: &PluginPath, args: &RunArgs) -> Result<i32> {
             backend.name()
         )));
     }
-    let mut m = Machine::new(&backend, platform, cfg.trace)?;
+    if args.nested_paging && !matches!(backend.name().as_str(), "vmx" | "svm") {
+        return Err(Error::Config(format!(
+            "--nested-paging selects the paging strategy of a software backend (vmx or svm); \
+             {} uses the hardware's",
+            backend.name()
+        )));
+    }
+    let opts = VmOptions {
+        nested_paging: args.nested_paging,
+    };
+    let mut m = Machine::new_with(&backend, platform, cfg.trace, opts)?;
     let setup = match image_setup {
         Some(s) => s,
         None => crate::boot::load_embedded(m.memory(), m.ram_size(), m.backend_name())?,
@@ -289,6 +299,9 @@ pub fn run(path: &PluginPath, args: &RunArgs) -> Result<i32> {
     m.set_boot_state(&setup)?;
     let outcome = m.run()?;
     let _ = std::io::stdout().flush();
+    if args.dump_control_block {
+        eprint!("{}", m.dump_control_blocks());
+    }
     report_outcome(&outcome);
     Ok(outcome.exit_code())
 }

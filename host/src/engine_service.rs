@@ -7,16 +7,22 @@
 //! host's bus performs it, and the completion ([`FfiEngine::complete_io`])
 //! is consumed when the instruction runs again.
 
+use crate::engine_npt::{NptState, NptStop};
 use crate::memory::GuestMemory;
 use hyperplug_emulator::policy::InsnIntercepts;
 use hyperplug_emulator::{
     Bus, BusStop, Cpu, Engine, Event, EventKind, InterceptKind, InterceptPolicy,
 };
+use hyperplug_mmu::shadow::ShadowFault;
 use hyperplug_mmu::track::WriteTracker;
+use hyperplug_mmu::AccessKind;
 use hyperplug_mmu::{PhysError, PhysMemory};
 use hyperplug_plugin_api::abi_stable::std_types::{RResult, RSlice};
-use hyperplug_plugin_api::engine::{insn, EngineEvent, EnginePolicy, EngineStop, FfiEngine};
-use hyperplug_plugin_api::state::CpuState;
+use hyperplug_plugin_api::engine::{
+    insn, CpuidRegs, EngineEvent, EnginePaging, EnginePolicy, EngineStop, FfiEngine, NestedOutcome,
+    ShadowOutcome,
+};
+use hyperplug_plugin_api::state::{CpuState, Regs, VcpuEvents};
 use hyperplug_plugin_api::{PluginError, PluginResult};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -36,6 +42,8 @@ enum Completion {
 struct EngineBus {
     mem: Arc<RwLock<GuestMemory>>,
     pending: Option<Completion>,
+    /// Nested paging: every guest-physical access is checked here first.
+    npt: Option<NptState>,
 }
 
 impl EngineBus {
@@ -65,6 +73,25 @@ impl EngineBus {
         }
     }
 
+    /// The second-level check of a guest paging-structure access.
+    fn npt_table(&self, gpa: u64, kind: AccessKind) -> Result<(), PhysError> {
+        match self.npt.as_ref().map(|n| n.check(gpa, kind, true)) {
+            None | Some(Ok(())) => Ok(()),
+            Some(Err(NptStop::Fault(f))) => Err(PhysError::Nested(f)),
+            Some(Err(NptStop::Mmio)) => Err(PhysError::Unbacked { gpa }),
+        }
+    }
+
+    /// The second-level check of a data access. An MMIO marker lets the
+    /// access go on to the bus, which stops it as MMIO unless a slot has
+    /// appeared there since.
+    fn npt_data(&self, gpa: u64, kind: AccessKind) -> Result<(), BusStop> {
+        match self.npt.as_ref().map(|n| n.check(gpa, kind, false)) {
+            Some(Err(NptStop::Fault(f))) => Err(BusStop::Nested(f)),
+            _ => Ok(()),
+        }
+    }
+
     fn take_write(&mut self) -> bool {
         if self.pending == Some(Completion::WriteDone) {
             self.pending = None;
@@ -77,16 +104,19 @@ impl EngineBus {
 
 impl PhysMemory for EngineBus {
     fn read_u32(&self, gpa: u64) -> Result<u32, PhysError> {
+        self.npt_table(gpa, AccessKind::Read)?;
         self.mem()
             .read_obj(GuestAddress(gpa))
             .map_err(|_| PhysError::Unbacked { gpa })
     }
     fn read_u64(&self, gpa: u64) -> Result<u64, PhysError> {
+        self.npt_table(gpa, AccessKind::Read)?;
         self.mem()
             .read_obj(GuestAddress(gpa))
             .map_err(|_| PhysError::Unbacked { gpa })
     }
     fn cmpxchg_u32(&self, gpa: u64, old: u32, new: u32) -> Result<bool, PhysError> {
+        self.npt_table(gpa, AccessKind::Write)?;
         let m = self.mem();
         let s = m
             .get_slice(GuestAddress(gpa), 4)
@@ -100,6 +130,7 @@ impl PhysMemory for EngineBus {
         )
     }
     fn cmpxchg_u64(&self, gpa: u64, old: u64, new: u64) -> Result<bool, PhysError> {
+        self.npt_table(gpa, AccessKind::Write)?;
         let m = self.mem();
         let s = m
             .get_slice(GuestAddress(gpa), 8)
@@ -116,6 +147,7 @@ impl PhysMemory for EngineBus {
 
 impl Bus for EngineBus {
     fn read_phys(&mut self, gpa: u64, buf: &mut [u8]) -> Result<(), BusStop> {
+        self.npt_data(gpa, AccessKind::Read)?;
         if self.mem().read_slice(buf, GuestAddress(gpa)).is_ok() {
             return Ok(());
         }
@@ -126,6 +158,7 @@ impl Bus for EngineBus {
         }
     }
     fn check_write(&mut self, gpa: u64, len: usize) -> Result<(), BusStop> {
+        self.npt_data(gpa, AccessKind::Write)?;
         if self.backed(gpa, len) || self.pending == Some(Completion::WriteDone) {
             Ok(())
         } else {
@@ -133,6 +166,7 @@ impl Bus for EngineBus {
         }
     }
     fn write_phys(&mut self, gpa: u64, data: &[u8]) -> Result<(), BusStop> {
+        self.npt_data(gpa, AccessKind::Write)?;
         if self.mem().write_slice(data, GuestAddress(gpa)).is_ok() || self.take_write() {
             Ok(())
         } else {
@@ -164,6 +198,8 @@ pub struct HostEngine {
     bus: EngineBus,
     /// What the last stop asked the backend to complete.
     awaiting: Option<bool>,
+    /// The last two converted policies and their generations.
+    policy: [Option<(u64, InterceptPolicy)>; 2],
 }
 
 impl HostEngine {
@@ -172,8 +208,13 @@ impl HostEngine {
         Self {
             cpu: Cpu::from_state(&CpuState::default()),
             engine: Engine::new(tracker),
-            bus: EngineBus { mem, pending: None },
+            bus: EngineBus {
+                mem,
+                pending: None,
+                npt: None,
+            },
             awaiting: None,
+            policy: [None, None],
         }
     }
 }
@@ -218,6 +259,7 @@ fn insn_bit(k: &InterceptKind) -> Option<u32> {
         InterceptKind::Xsetbv => insn::XSETBV,
         InterceptKind::DescTable(_) => insn::DESC_TABLE,
         InterceptKind::Iret => insn::IRET,
+        InterceptKind::Invpcid => insn::INVPCID,
         _ => return None,
     })
 }
@@ -254,7 +296,11 @@ pub fn event_to_abi(e: &Event, cpu_rip: u64) -> EngineEvent {
             write: (*write).into(),
         },
         EventKind::TableUnbacked(gpa) => EngineStop::TableUnbacked { gpa: *gpa },
-        EventKind::Nested(f) => EngineStop::TableUnbacked { gpa: f.gpa },
+        EventKind::Nested(f) => EngineStop::NestedFault {
+            gpa: f.gpa,
+            linear: f.linear.into(),
+            info: f.info,
+        },
         EventKind::Intercept(i) => {
             out.rip = i.rip;
             out.insn_len = i.insn_len;
@@ -340,10 +386,25 @@ impl FfiEngine for HostEngine {
     }
 
     fn execute(&mut self, policy: &EnginePolicy, budget: u64) -> PluginResult<EngineEvent> {
-        let q = policy_from_abi(policy);
-        let e = self
-            .engine
-            .execute(&mut self.cpu, &mut self.bus, &q, budget);
+        // Two cached conversions: backends alternate between their full
+        // policy and a lifted one for emulating an intercepted instruction.
+        let g = policy.generation;
+        let hit = self
+            .policy
+            .iter()
+            .position(|p| matches!(p, Some((pg, _)) if g != 0 && *pg == g));
+        let slot = match hit {
+            Some(i) => i,
+            None => {
+                self.policy.swap(0, 1);
+                self.policy[0] = Some((g, policy_from_abi(policy)));
+                0
+            }
+        };
+        let Some((_, q)) = self.policy[slot].as_ref() else {
+            return RResult::RErr(PluginError::other("engine policy missing"));
+        };
+        let e = self.engine.execute(&mut self.cpu, &mut self.bus, q, budget);
         self.awaiting = match &e.kind {
             EventKind::Mmio { write, .. } => Some(write.is_none()),
             EventKind::Io { write, .. } => Some(write.is_none()),
@@ -366,6 +427,68 @@ impl FfiEngine for HostEngine {
                 "complete_io() without an Io/Mmio stop waiting",
             )),
         }
+    }
+
+    fn set_regs(&mut self, regs: Regs) -> PluginResult<()> {
+        let mut st = self.cpu.to_state();
+        st.regs = regs;
+        self.cpu = Cpu::from_state(&st);
+        RResult::ROk(())
+    }
+
+    fn set_events(&mut self, events: VcpuEvents) -> PluginResult<()> {
+        let mut st = self.cpu.to_state();
+        st.events = events;
+        self.cpu = Cpu::from_state(&st);
+        RResult::ROk(())
+    }
+
+    fn set_paging(&mut self, paging: EnginePaging) -> PluginResult<()> {
+        self.bus.npt = match paging {
+            EnginePaging::NestedNpt => match NptState::new(&self.bus.mem()) {
+                Ok(n) => Some(n),
+                Err(e) => return RResult::RErr(PluginError::other(format!("nested paging: {e}"))),
+            },
+            _ => None,
+        };
+        self.engine
+            .set_shadow_paging(paging == EnginePaging::Shadow);
+        RResult::ROk(())
+    }
+
+    fn shadow_page_fault(&mut self, linear: u64, error_code: u32) -> PluginResult<ShadowOutcome> {
+        let r = self
+            .engine
+            .shadow_page_fault(&self.cpu, &self.bus, linear, error_code);
+        RResult::ROk(match r {
+            ShadowFault::Fixed(_) => ShadowOutcome::Fixed,
+            ShadowFault::Reflect(pf) => ShadowOutcome::Reflect {
+                error_code: pf.error_code.bits(),
+                address: pf.linear,
+            },
+            ShadowFault::Phys(PhysError::Unbacked { gpa }) => ShadowOutcome::Unbacked { gpa },
+            ShadowFault::Phys(PhysError::Nested(f)) => ShadowOutcome::Unbacked { gpa: f.gpa },
+        })
+    }
+
+    fn nested_page_fault(&mut self, gpa: u64, write: bool) -> PluginResult<NestedOutcome> {
+        let Some(npt) = self.bus.npt.as_mut() else {
+            return RResult::RErr(PluginError::invalid(
+                "nested_page_fault() without nested paging (set_paging(NestedNpt))",
+            ));
+        };
+        match npt.fault(gpa, write) {
+            Ok(true) => RResult::ROk(NestedOutcome::Mapped),
+            Ok(false) => RResult::ROk(NestedOutcome::Mmio),
+            Err(e) => RResult::RErr(PluginError::other(format!(
+                "nested page fault at {gpa:#x}: {e}"
+            ))),
+        }
+    }
+
+    fn cpuid(&self, leaf: u32, subleaf: u32) -> CpuidRegs {
+        let [eax, ebx, ecx, edx] = self.engine.model().lookup(leaf, subleaf);
+        CpuidRegs { eax, ebx, ecx, edx }
     }
 }
 

@@ -14,6 +14,7 @@ pub mod commands;
 pub mod cpu;
 pub mod dump;
 pub mod embedded;
+pub mod engine_npt;
 pub mod engine_service;
 pub mod error;
 pub mod firmware;

@@ -18,6 +18,13 @@ pub use crate::platform::{DeviceSpec, MachineConfig, Platform, Trace, MAX_CPUS};
 pub use crate::stop::StopHandle;
 pub use crate::vcpu_loop::system_event;
 
+/// Options the backend receives when the VM is created.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VmOptions {
+    /// Second-level paging (`--nested-paging`) instead of shadow paging.
+    pub nested_paging: bool,
+}
+
 /// One VM.
 ///
 /// Fields drop in order: the vCPUs and VM go before the platform's memory.
@@ -45,6 +52,16 @@ impl Machine {
     /// loaded, devices on the bus), with one vCPU per local APIC; the vCPUs
     /// are at their reset state.
     pub fn new(backend: &LoadedBackend, platform: Platform, trace: Trace) -> Result<Self> {
+        Self::new_with(backend, platform, trace, VmOptions::default())
+    }
+
+    /// [`Machine::new`] with backend options.
+    pub fn new_with(
+        backend: &LoadedBackend,
+        platform: Platform,
+        trace: Trace,
+        opts: VmOptions,
+    ) -> Result<Self> {
         let name = backend.name();
         let detection = (backend.module.detect())();
         if !detection.usable {
@@ -57,7 +74,17 @@ impl Machine {
         let cfg = VmConfig {
             vcpus: platform.cpus(),
             memory_bytes: platform.ram.ram_size(),
-            flags: VmConfig::HOST_LAPIC,
+            flags: VmConfig::HOST_LAPIC
+                | if opts.nested_paging {
+                    VmConfig::NESTED_PAGING
+                } else {
+                    0
+                }
+                | if trace.exits {
+                    VmConfig::TRACE_EXITS
+                } else {
+                    0
+                },
         };
         let vm = (backend.module.create_vm())(host, cfg)
             .into_result()
@@ -122,6 +149,19 @@ impl Machine {
     /// A handle that stops the VM from any thread.
     pub fn stop_handle(&self) -> StopHandle {
         self.platform.stop.clone()
+    }
+
+    /// Each vCPU's native control structure (VMCB, VMCS) by field name and
+    /// offset, as the backend renders it (`--dump-control-block`).
+    pub fn dump_control_blocks(&mut self) -> String {
+        let mut out = String::new();
+        for (i, v) in self.vcpus.iter_mut().enumerate() {
+            match v.debug_dump().into_result() {
+                Ok(d) => out.push_str(&format!("vCPU {i} ({}):\n{d}\n", self.backend)),
+                Err(e) => out.push_str(&format!("vCPU {i}: {}\n", e.message)),
+            }
+        }
+        out
     }
 
     /// Number of exits handled so far (all vCPUs).

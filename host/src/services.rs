@@ -108,6 +108,9 @@ pub struct BackendServices {
     tracker: Arc<hyperplug_mmu::track::WriteTracker>,
 }
 
+/// Prefix of a backend log message that is an exit trace line.
+pub use hyperplug_plugin_api::backend::EXIT_TRACE_PREFIX;
+
 impl BackendServices {
     /// Services for backend `name` over the VM's guest `memory`, as an ABI object.
     pub fn new_ffi(name: &str, memory: Arc<RwLock<GuestMemory>>) -> BackendHost {
@@ -122,6 +125,12 @@ impl BackendServices {
 
 impl FfiBackendHost for BackendServices {
     fn log(&self, level: LogLevel, message: RStr<'_>) {
+        // Exits a backend handles without returning to the host (see
+        // `VmConfig::TRACE_EXITS`) join the host's own exit trace.
+        if let Some(exit) = message.as_str().strip_prefix(EXIT_TRACE_PREFIX) {
+            tracing::info!(target: "exits", "{exit}");
+            return;
+        }
         log(&self.name, level, message);
     }
     fn create_engine(&self, _vcpu: u32) -> PluginResult<EngineBox> {

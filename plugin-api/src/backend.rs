@@ -44,7 +44,17 @@ impl VmConfig {
     /// `MsrWrite` exits, and advertises CPUID.01H:ECX.x2APIC only if it can
     /// forward 0x800-0x8FF the same way.
     pub const HOST_LAPIC: u32 = 1 << 0;
+    /// Translate guest-physical addresses through second-level tables (EPT,
+    /// NPT) instead of shadow page tables (software backends; `--nested-paging`).
+    pub const NESTED_PAGING: u32 = 1 << 1;
+    /// The host traces exits (`--trace exits`): a backend that handles exits
+    /// internally logs each as a message starting with [`EXIT_TRACE_PREFIX`],
+    /// which the host prints with its own exit trace.
+    pub const TRACE_EXITS: u32 = 1 << 2;
 }
+
+/// Prefix of a backend log message that is one exit trace line.
+pub const EXIT_TRACE_PREFIX: &str = "exit: ";
 
 /// A memory slot: a guest-physical range backed by host memory the host owns
 /// (as `struct kvm_userspace_memory_region`). The host guarantees that
@@ -176,6 +186,9 @@ pub trait FfiVcpu: Send {
     /// Completes the last `MsrRead`/`MsrWrite` exit: `value` is the RDMSR
     /// result; `fault` makes the instruction raise #GP(0) instead.
     fn complete_msr(&mut self, value: u64, fault: bool) -> PluginResult<()>;
+    /// The backend's native per-vCPU control structure (VMCB, VMCS, KVM
+    /// state) rendered field by field with names and offsets, for debugging.
+    fn debug_dump(&mut self) -> PluginResult<RString>;
 }
 
 /// Makes a vCPU leave guest mode (KVM: `immediate_exit` plus a signal).
@@ -293,6 +306,13 @@ pub trait Vcpu: Send + 'static {
     fn kicker(&self) -> Result<VcpuKicker, PluginError>;
     fn inject_nmi(&mut self) -> Result<(), PluginError>;
     fn complete_msr(&mut self, value: u64, fault: bool) -> Result<(), PluginError>;
+    /// See [`FfiVcpu::debug_dump`]; backends without a control structure
+    /// to show keep this default.
+    fn debug_dump(&mut self) -> Result<String, PluginError> {
+        Err(PluginError::unsupported(
+            "this backend has no native control structure to dump",
+        ))
+    }
 }
 
 /// Wraps a plain-Rust VM so that it can cross the ABI; panics become errors.
@@ -428,6 +448,9 @@ impl<C: Vcpu> FfiVcpu for VcpuAdapter<C> {
     }
     fn complete_msr(&mut self, value: u64, fault: bool) -> PluginResult<()> {
         vcpu_forward!(self, "complete_msr", |c| c.complete_msr(value, fault))
+    }
+    fn debug_dump(&mut self) -> PluginResult<RString> {
+        vcpu_forward!(self, "debug_dump", |c| c.debug_dump().map(RString::from))
     }
 }
 

@@ -11,7 +11,7 @@
 //! its exit.
 
 use crate::error::PluginResult;
-use crate::state::CpuState;
+use crate::state::{CpuState, Regs, VcpuEvents};
 use abi_stable::sabi_trait;
 use abi_stable::std_types::{RBox, ROption, RSlice, RVec};
 use abi_stable::StableAbi;
@@ -48,6 +48,8 @@ pub mod insn {
     pub const INTN: u32 = 1 << 13;
     /// IRET.
     pub const IRET: u32 = 1 << 14;
+    /// INVPCID.
+    pub const INVPCID: u32 = 1 << 15;
 }
 
 /// What must stop execution before it happens.
@@ -77,6 +79,10 @@ pub struct EnginePolicy {
     pub insns: u32,
     /// Stop as soon as an external interrupt could be delivered.
     pub interrupt_window: bool,
+    /// Identifies this policy's contents: the host converts a policy once
+    /// and reuses the conversion while the generation stays the same (a
+    /// backend bumps it whenever it changes anything above). 0 = never cache.
+    pub generation: u64,
 }
 
 /// Why the engine stopped. Instruction-level intercepts stop *before* the
@@ -211,6 +217,17 @@ pub enum EngineStop {
     },
     /// The interrupt window is open.
     InterruptWindow,
+    /// A second-level (nested paging) fault: the access has not happened.
+    /// Resolve it with [`FfiEngine::nested_page_fault`] and execute again.
+    NestedFault {
+        /// The guest-physical address.
+        gpa: u64,
+        /// The guest-linear address, when the access had one.
+        linear: ROption<u64>,
+        /// NPF EXITINFO1 as APM vol. 2, 15.25.6 defines it (a #PF-style error
+        /// code plus bit 32 "final translation" / bit 33 "guest table walk").
+        info: u64,
+    },
     /// A paging-structure entry outside guest RAM.
     TableUnbacked {
         /// Its guest-physical address.
@@ -234,6 +251,68 @@ pub struct EngineEvent {
     pub insn_bytes: [u8; 15],
 }
 
+/// How the engine translates guest-linear addresses and reaches guest-physical
+/// memory.
+#[repr(u8)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnginePaging {
+    /// The engine walks the guest's tables itself (with its TLB), as a CPU
+    /// with no virtualization in between.
+    Direct,
+    /// Shadow paging (DESIGN.md "Memory and MMU"): translations come from
+    /// the host MMU's shadow tables; a miss is a #PF the backend should
+    /// intercept and resolve with [`FfiEngine::shadow_page_fault`].
+    Shadow,
+    /// Nested paging: guest-physical accesses go through second-level tables
+    /// (AMD NPT format) the host builds lazily from the memory slots; a miss
+    /// stops as [`EngineStop::NestedFault`].
+    NestedNpt,
+}
+
+/// What [`FfiEngine::shadow_page_fault`] did.
+#[repr(u8)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShadowOutcome {
+    /// The guest's tables allow the access: a shadow is installed, re-execute.
+    Fixed,
+    /// The guest's tables refuse: inject #PF with this error code and CR2.
+    Reflect {
+        /// The #PF error code the guest must see.
+        error_code: u32,
+        /// The faulting linear address (CR2).
+        address: u64,
+    },
+    /// A paging-structure entry is not in RAM.
+    Unbacked {
+        /// Its guest-physical address.
+        gpa: u64,
+    },
+}
+
+/// What [`FfiEngine::nested_page_fault`] did.
+#[repr(u8)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NestedOutcome {
+    /// The second-level mapping is in place: re-execute.
+    Mapped,
+    /// No slot backs the address: it is MMIO; the next access stops as `Mmio`.
+    Mmio,
+}
+
+/// The four CPUID output registers.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuidRegs {
+    /// EAX.
+    pub eax: u32,
+    /// EBX.
+    pub ebx: u32,
+    /// ECX.
+    pub ecx: u32,
+    /// EDX.
+    pub edx: u32,
+}
+
 /// The engine of one vCPU.
 #[sabi_trait]
 pub trait FfiEngine: Send {
@@ -245,8 +324,26 @@ pub trait FfiEngine: Send {
     fn execute(&mut self, policy: &EnginePolicy, budget: u64) -> PluginResult<EngineEvent>;
     /// Completes the last `Mmio`/`Io` stop: the bytes read (little-endian),
     /// or nothing for a write. The next `execute` re-runs the instruction.
-    #[sabi(last_prefix_field)]
     fn complete_io(&mut self, data: RSlice<'_, u8>) -> PluginResult<()>;
+    /// Replaces only the general registers, RIP and RFLAGS (cheap: keeps
+    /// every translation and decode cached).
+    fn set_regs(&mut self, regs: Regs) -> PluginResult<()>;
+    /// Replaces the pending/injected events: an injected exception or
+    /// interrupt is delivered at the start of the next `execute`, without
+    /// an intercept check of its own vector (event injection, APM vol. 2,
+    /// 15.20; SDM vol. 3, 27.6 "Event Injection").
+    fn set_events(&mut self, events: VcpuEvents) -> PluginResult<()>;
+    /// Selects the paging strategy (drops every cached translation).
+    fn set_paging(&mut self, paging: EnginePaging) -> PluginResult<()>;
+    /// The #PF intercept under [`EnginePaging::Shadow`]: walks the guest's
+    /// tables for the access `error_code` describes at `linear`.
+    fn shadow_page_fault(&mut self, linear: u64, error_code: u32) -> PluginResult<ShadowOutcome>;
+    /// Resolves a [`EngineStop::NestedFault`] at `gpa` from the memory slots.
+    fn nested_page_fault(&mut self, gpa: u64, write: bool) -> PluginResult<NestedOutcome>;
+    /// The CPUID outputs (EAX, EBX, ECX, EDX) of the engine's own CPU model:
+    /// the features the engine implements.
+    #[sabi(last_prefix_field)]
+    fn cpuid(&self, leaf: u32, subleaf: u32) -> CpuidRegs;
 }
 
 /// An owned engine.

@@ -8,6 +8,7 @@ use crate::exception::{Exception, OpResult};
 use crate::exec::Ctx;
 use crate::flags::mask;
 use crate::mem::is_canonical;
+use crate::policy::{InsnIntercepts, InterceptKind};
 use hyperplug_mmu::tlb::InvpcidKind;
 
 /// CR4.PCIDE (SDM vol. 3, 2.5, Figure 2-8): bit 17.
@@ -31,6 +32,9 @@ pub(super) fn invpcid<B: Bus>(cx: &mut Ctx<'_, B>) -> OpResult {
         return Err(Exception::ud().into());
     }
     cx.require_cpl0()?;
+    if cx.policy.insns.contains(InsnIntercepts::INVPCID) {
+        return Err(cx.intercept(InterceptKind::Invpcid));
+    }
     let rsize = if cx.mode == Mode::Long64 { 8 } else { 4 };
     let typ = cx.reg(cx.insn.op0_register()) & mask(rsize);
     let seg = cx.mseg();
@@ -54,5 +58,8 @@ pub(super) fn invpcid<B: Bus>(cx: &mut Ctx<'_, B>) -> OpResult {
         return Err(Exception::gp(0).into());
     }
     cx.eng.tlb.invpcid(kind, pcid, linear);
+    if let Some(sh) = cx.eng.shadow.as_mut() {
+        sh.invpcid(kind, pcid, linear);
+    }
     Ok(())
 }

@@ -139,6 +139,9 @@ pub(super) fn system<B: Bus>(cx: &mut Ctx<'_, B>, m: Mnemonic) -> OpResult {
             )?;
             let ctx = cx.cpu.paging();
             cx.eng.tlb.invlpg(&ctx, lin);
+            if let Some(sh) = cx.eng.shadow.as_mut() {
+                sh.invlpg(&ctx, lin);
+            }
             Ok(())
         }
         M::Lgdt | M::Lidt => load_dt(cx, m == M::Lgdt),

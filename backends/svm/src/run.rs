@@ -1,0 +1,212 @@
+//! VMRUN and #VMEXIT: the loop that runs the guest on the host engine until
+//! an exit the host must see (APM vol. 2, 15.5 "VMRUN Instruction", 15.6
+//! "#VMEXIT").
+
+use crate::exitcode::{self, VMEXIT_INTR, VMEXIT_INVALID, VMEXIT_IOIO};
+use crate::exitinfo::{decode_eventinj, describe, EventType};
+use crate::handlers::Flow;
+use crate::vcpu::SvmVcpu;
+use crate::vmcb::field;
+use crate::vmexit::{encode, ExitContext, VmExit};
+use hyperplug_plugin_api::engine::EngineStop;
+use hyperplug_plugin_api::{Exit, ExitReason, PluginError};
+
+/// Instructions per engine slice: how often a kick is noticed.
+const SLICE: u64 = 200_000;
+/// Guest physical-address width the model reports (CPUID 0x8000_0008).
+pub const MAXPHYADDR: u8 = 48;
+
+impl SvmVcpu {
+    /// Runs the guest until an exit for the host.
+    pub fn run_guest(&mut self) -> Result<Exit, PluginError> {
+        if std::mem::take(&mut self.write_pending) {
+            self.engine.complete_io((&[][..]).into()).into_result()?;
+        }
+        loop {
+            if self.kick.take() {
+                return Ok(self.external_interrupt());
+            }
+            self.push_state()?;
+            let ev = if self.lift {
+                self.ensure_policy();
+                let Some(p) = self.lifted.as_ref() else {
+                    return Err(PluginError::other("svm: no lifted policy"));
+                };
+                self.engine.execute(p, 1).into_result()?
+            } else {
+                if let Err(exit) = self.vmrun() {
+                    return Ok(exit);
+                }
+                let Some(p) = self.policy.as_ref() else {
+                    return Err(PluginError::other("svm: no policy"));
+                };
+                self.engine.execute(p, SLICE).into_result()?
+            };
+            match &ev.stop {
+                EngineStop::Budget if self.lift => {
+                    // The emulated instruction retired.
+                    self.lift = false;
+                    continue;
+                }
+                EngineStop::Budget => continue,
+                EngineStop::Io { port, size, write } => {
+                    // A port access of the IOIO instruction being emulated:
+                    // the host performs it, `complete_io` finishes it.
+                    self.lift = true;
+                    self.write_pending = write.is_some();
+                    self.pull_state();
+                    let reason = match write.into_option() {
+                        Some(v) => ExitReason::IoOut {
+                            port: *port,
+                            size: *size,
+                            count: 1,
+                            data: v.to_le_bytes()[..usize::from((*size).min(4))]
+                                .to_vec()
+                                .into(),
+                        },
+                        None => ExitReason::IoIn {
+                            port: *port,
+                            size: *size,
+                            count: 1,
+                        },
+                    };
+                    let detail = self.exit_line();
+                    return Ok(Exit::new(reason, VMEXIT_IOIO, "VMEXIT_IOIO", detail));
+                }
+                _ => {}
+            }
+            self.lift = false;
+            self.pull_state();
+            let cx = ExitContext {
+                nested: self.nested(),
+                cr0_write_intercepted: self.vmcb.get(field::INTERCEPT_CR) & (1 << 16) != 0,
+            };
+            let Some(x) = encode(&ev, cx) else {
+                continue;
+            };
+            self.record_exit(&x);
+            match crate::handlers::handle(self, &ev, &x)? {
+                // IOIO's line travels with the port exit that follows.
+                Flow::Resume if x.code == VMEXIT_IOIO => {}
+                Flow::Resume => {
+                    if self.flags & hyperplug_plugin_api::backend::VmConfig::TRACE_EXITS != 0 {
+                        let line = format!("{} {}", exitcode::name(x.code), self.exit_line());
+                        self.trace(&line);
+                    }
+                }
+                Flow::Exit(mut e) => {
+                    if e.native_detail.is_empty() {
+                        e.native_detail = self.exit_line().into();
+                    }
+                    return Ok(e);
+                }
+            }
+        }
+    }
+
+    /// VMRUN: the consistency checks, then event injection from EVENTINJ.
+    /// A failed check is #VMEXIT(VMEXIT_INVALID) (APM vol. 2, 15.5.1).
+    fn vmrun(&mut self) -> Result<(), Exit> {
+        self.ensure_policy();
+        if let Err(e) = crate::checks::vmrun_checks(&self.vmcb, MAXPHYADDR) {
+            self.vmcb.set(field::EXITCODE, VMEXIT_INVALID);
+            self.vmcb.set(field::EXITINFO1, 0);
+            self.vmcb.set(field::EXITINFO2, 0);
+            self.trace(&format!("VMEXIT_INVALID ({})", e.check));
+            return Err(Exit::new(
+                ExitReason::EntryFailure {
+                    reason: VMEXIT_INVALID,
+                },
+                VMEXIT_INVALID,
+                "VMEXIT_INVALID",
+                format!("VMRUN consistency check failed: {}", e.check),
+            ));
+        }
+        // The event being delivered at the last exit is now history.
+        self.vmcb.set(field::EXITINTINFO, 0);
+        let inj = self.vmcb.get(field::EVENTINJ);
+        match decode_eventinj(inj) {
+            Ok(Some(e)) => {
+                self.vmcb.set(field::EVENTINJ, 0);
+                let ev = &mut self.state.events;
+                match e.kind {
+                    EventType::Intr => {
+                        ev.interrupt.injected = 1;
+                        ev.interrupt.nr = e.vector;
+                        ev.interrupt.soft = 0;
+                    }
+                    EventType::Nmi | EventType::Exception | EventType::SoftInt => {
+                        ev.exception.injected = 1;
+                        ev.exception.nr = e.vector;
+                        ev.exception.has_error_code = u8::from(e.error_code.is_some());
+                        ev.exception.error_code = e.error_code.unwrap_or(0);
+                        if e.vector == 14 {
+                            ev.exception_has_payload = 1;
+                            ev.exception_payload = self.vmcb.get(field::CR2);
+                        }
+                    }
+                }
+                let events = self.state.events;
+                if let Err(err) = self.engine.set_events(events).into_result() {
+                    return Err(internal(&format!("event injection: {}", err.message)));
+                }
+                self.state.events.exception = Default::default();
+                self.state.events.interrupt.injected = 0;
+                self.state.events.exception_has_payload = 0;
+            }
+            Ok(None) => {}
+            // The checks above refuse an illegal EVENTINJ; this is a backstop.
+            Err(why) => return Err(internal(why)),
+        }
+        Ok(())
+    }
+
+    /// Writes a #VMEXIT into the VMCB and traces it.
+    fn record_exit(&mut self, x: &VmExit) {
+        self.vmcb.set(field::EXITCODE, x.code);
+        self.vmcb.set(field::EXITINFO1, x.info1);
+        self.vmcb.set(field::EXITINFO2, x.info2);
+        self.vmcb.set(field::NRIP, x.nrip);
+        self.vmcb
+            .set_insn_bytes(&x.insn_bytes[..usize::from(x.insn_len.min(15))]);
+    }
+
+    /// The last exit's EXITINFO as a trace line (without the exit name).
+    pub(crate) fn exit_line(&self) -> String {
+        let (code, i1, i2) = (
+            self.vmcb.get(field::EXITCODE),
+            self.vmcb.get(field::EXITINFO1),
+            self.vmcb.get(field::EXITINFO2),
+        );
+        format!(
+            "exitinfo1={i1:#x} exitinfo2={i2:#x} rip={:#x} {}",
+            self.vmcb.get(field::RIP),
+            describe(code, i1, i2)
+        )
+    }
+
+    /// #VMEXIT(VMEXIT_INTR): the host kicked this vCPU.
+    pub(crate) fn external_interrupt(&mut self) -> Exit {
+        self.vmcb.set(field::EXITCODE, VMEXIT_INTR);
+        self.vmcb.set(field::EXITINFO1, 0);
+        self.vmcb.set(field::EXITINFO2, 0);
+        Exit::new(
+            ExitReason::Interrupted,
+            VMEXIT_INTR,
+            "VMEXIT_INTR",
+            String::new(),
+        )
+    }
+}
+
+/// An internal-error exit.
+pub(crate) fn internal(what: &str) -> Exit {
+    Exit::new(
+        ExitReason::InternalError {
+            description: format!("svm: {what}").into(),
+        },
+        0,
+        "internal error",
+        what.to_string(),
+    )
+}
