@@ -106,12 +106,62 @@ pub struct KCase {
     pub rflags: u64,
     /// Initial data area ([`layout::DATA_SIZE`] bytes).
     pub data: Vec<u8>,
+    /// Initial CR0 (the harness loads it with MOV to CR0 before the snippet).
+    pub cr0: u64,
+    /// Initial CR4.
+    pub cr4: u64,
+    /// Initial CR2.
+    pub cr2: u64,
 }
 
 impl KCase {
+    /// A case with the mode's default control registers ([`layout::control_regs`]).
+    pub fn new(bits: Bits, code: Vec<u8>, gpr: [u64; 16], rflags: u64, data: Vec<u8>) -> Self {
+        let (cr0, _, cr4, _) = layout::control_regs(bits);
+        KCase {
+            bits,
+            code,
+            gpr,
+            rflags,
+            data,
+            cr0,
+            cr4,
+            cr2: 0,
+        }
+    }
+
     /// Address the snippet ends at (its terminator jumps back to the harness).
     pub fn end_ip(&self) -> u64 {
         layout::CODE + self.code.len() as u64
+    }
+}
+
+/// What the KVM guest's CPUID (KVM's supported set, as the kvm backend passes it on)
+/// reports for the features the generator uses, read by a probe case
+/// ([`guest::KvmOracle::new`]). Instructions whose feature is absent are not generated:
+/// the guest would raise #UD where the emulator's model runs them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GuestFeatures {
+    /// CPUID.01H:ECX.XSAVE\[bit 26\] (CR4.OSXSAVE may be set, XGETBV/XSETBV run).
+    pub xsave: bool,
+    /// CPUID.80000001H:EDX.RDTSCP\[bit 27\].
+    pub rdtscp: bool,
+    /// CPUID.(EAX=07H,ECX=0):ECX.RDPID\[bit 22\].
+    pub rdpid: bool,
+    /// CPUID.(EAX=07H,ECX=0):EBX.INVPCID\[bit 10\].
+    pub invpcid: bool,
+}
+
+impl GuestFeatures {
+    /// From CPUID.01H:ECX, CPUID.(07H,0):EBX and ECX, CPUID.80000001H:EDX (SDM vol. 2A,
+    /// CPUID, Tables 3-10, 3-8 and 3-20).
+    pub fn from_cpuid(l1_ecx: u32, l7_ebx: u32, l7_ecx: u32, e1_edx: u32) -> Self {
+        GuestFeatures {
+            xsave: l1_ecx >> 26 & 1 != 0,
+            rdtscp: e1_edx >> 27 & 1 != 0,
+            rdpid: l7_ecx >> 22 & 1 != 0,
+            invpcid: l7_ebx >> 10 & 1 != 0,
+        }
     }
 }
 
@@ -134,6 +184,28 @@ impl fmt::Display for KException {
     }
 }
 
+/// The system registers after a case (read by the harness with MOV from CRn,
+/// SGDT/SIDT, STR/SLDT, and from the GDT in memory).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SysState {
+    /// CR0, CR2, CR3, CR4, CR8 (CR8 is 0 outside 64-bit mode, where it cannot be read).
+    pub cr: [u64; 5],
+    /// GDTR limit and base.
+    pub gdtr: (u16, u64),
+    /// IDTR limit and base.
+    pub idtr: (u16, u64),
+    /// TR and LDTR selectors (0 in real mode, where STR/SLDT are #UD).
+    pub tr: u16,
+    /// LDTR selector.
+    pub ldtr: u16,
+    /// The access bytes of the TSS descriptors at [`layout::TSS_SEL`] and
+    /// [`layout::TSS2_SEL`] in the GDT (LTR sets their busy bit, SDM vol. 2A, LTR).
+    pub tss_access: [u8; 2],
+}
+
+/// Names of [`SysState::cr`].
+const CR_NAMES: [&str; 5] = ["cr0", "cr2", "cr3", "cr4", "cr8"];
+
 /// What a case did, on either machine.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KOutcome {
@@ -148,13 +220,15 @@ pub struct KOutcome {
     pub exception: Option<KException>,
     /// Final data area.
     pub data: Vec<u8>,
+    /// Final system registers.
+    pub sys: SysState,
 }
 
 /// What the KVM oracle made of one case.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KvmResult {
     /// The guest ran the case to its end or into an exception handler.
-    Done(KOutcome),
+    Done(Box<KOutcome>),
     /// KVM_EXIT_INTERNAL_ERROR (with KVM's description): not comparable.
     InternalError(String),
 }
@@ -204,6 +278,38 @@ pub fn differences(
             "rflags (mask {fm:#x}): kvm {kf:#x} [{}], emulator {ef:#x} [{}]",
             rflags::describe(kf),
             rflags::describe(ef)
+        ));
+    }
+    let (ks, es) = (&kvm.sys, &emu.sys);
+    for (i, name) in CR_NAMES.iter().enumerate() {
+        if ks.cr[i] != es.cr[i] {
+            out.push(format!(
+                "{name}: kvm {:#x}, emulator {:#x}",
+                ks.cr[i], es.cr[i]
+            ));
+        }
+    }
+    for (name, k, e) in [("gdtr", ks.gdtr, es.gdtr), ("idtr", ks.idtr, es.idtr)] {
+        if k != e {
+            out.push(format!(
+                "{name}: kvm limit {:#x} base {:#x}, emulator limit {:#x} base {:#x}",
+                k.0, k.1, e.0, e.1
+            ));
+        }
+    }
+    if (ks.tr, ks.ldtr) != (es.tr, es.ldtr) {
+        out.push(format!(
+            "tr/ldtr: kvm {:#x}/{:#x}, emulator {:#x}/{:#x}",
+            ks.tr, ks.ldtr, es.tr, es.ldtr
+        ));
+    }
+    if ks.tss_access != es.tss_access {
+        out.push(format!(
+            "TSS descriptor access bytes (GDT {:#x}, {:#x}): kvm {:02x?}, emulator {:02x?}",
+            layout::TSS_SEL,
+            layout::TSS2_SEL,
+            ks.tss_access,
+            es.tss_access
         ));
     }
     let mut differing = Vec::new();
@@ -260,9 +366,12 @@ pub fn describe_case(case: &KCase) -> String {
     }
     let _ = writeln!(
         out,
-        "\n  rflags={:#x} [{}]",
+        "\n  rflags={:#x} [{}] cr0={:#x} cr2={:#x} cr4={:#x}",
         case.rflags,
-        rflags::describe(case.rflags)
+        rflags::describe(case.rflags),
+        case.cr0,
+        case.cr2,
+        case.cr4
     );
     out
 }
@@ -412,13 +521,7 @@ mod tests {
     use super::*;
 
     fn case(bits: Bits) -> KCase {
-        KCase {
-            bits,
-            code: vec![0x90],
-            gpr: [0; 16],
-            rflags: 0,
-            data: vec![0; layout::DATA_SIZE],
-        }
+        KCase::new(bits, vec![0x90], [0; 16], 0, vec![0; layout::DATA_SIZE])
     }
 
     fn outcome() -> KOutcome {
@@ -428,6 +531,7 @@ mod tests {
             ip: layout::CODE + 1,
             exception: None,
             data: vec![0; layout::DATA_SIZE],
+            sys: SysState::default(),
         }
     }
 
@@ -450,6 +554,11 @@ mod tests {
         b.data[0x40] = 1;
         assert_eq!(differences(&c, &a, &b, 0, None).len(), 1);
         assert!(differences(&c, &a, &b, 0, Some(0x3c..0x48)).is_empty());
+        // System state is compared field by field.
+        let mut d = outcome();
+        d.sys.cr[0] = 8;
+        d.sys.tss_access[1] = 0x8b;
+        assert_eq!(differences(&c, &a, &d, 0, None).len(), 2);
         b.exception = Some(KException {
             vector: 0,
             error_code: None,

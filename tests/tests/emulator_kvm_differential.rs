@@ -4,17 +4,28 @@
 //! under KVM and on the emulator; GPRs, defined status flags, DF, IF, the data area
 //! and the raised exception (vector, error code, saved IP) must agree.
 //!
+//! Cases also write CR0, CR2, CR3, CR4 and CR8, run CLTS, LMSW, LGDT/LIDT, LLDT/LTR,
+//! RDPID, RDTSCP, XGETBV/XSETBV and INVPCID (the last four only when the guest's
+//! CPUID has them); the harness reads the control registers, GDTR, IDTR, TR, LDTR
+//! and the TSS descriptors' busy bits back after each case and they are compared too.
+//!
 //! A case KVM cannot run (KVM_EXIT_INTERNAL_ERROR: this machine's host kernel emulates
 //! CPL-0 code and lacks some instructions) is skipped and counted, never passed.
+//! Before the cases, one probe per such instruction and mode
+//! ([`hyperplug_tests::kvm_oracle::gen::probes`]) measures which ones KVM cannot run;
+//! those are left out of that mode's cases, with the measurement printed as the
+//! reason.
 //! Set `HYPERPLUG_KVM_DIFF_CASES=N` (per mode) and `HYPERPLUG_KVM_DIFF_SEED=S` to run
 //! more or other cases; a mismatch prints the seed, mode and index that reproduce it.
 
 mod support;
 
 use hyperplug_tests::kvm_oracle::emu::KEmu;
-use hyperplug_tests::kvm_oracle::gen::case_for;
+use hyperplug_tests::kvm_oracle::gen::{case_for, probes};
 use hyperplug_tests::kvm_oracle::guest::{terminator, KvmOracle};
-use hyperplug_tests::kvm_oracle::{compare, describe_case, Bits, ModeStats, Verdict};
+use hyperplug_tests::kvm_oracle::{
+    compare, describe_case, failing_mnemonic, Bits, KvmResult, ModeStats, Verdict,
+};
 use iced_x86::Mnemonic;
 use std::io::Write;
 use std::time::Instant;
@@ -68,12 +79,46 @@ fn emulator_matches_kvm_at_cpl0() {
     let verbose = std::env::var_os("HYPERPLUG_KVM_DIFF_VERBOSE").is_some();
     let excluded: Vec<Mnemonic> = EXCLUDED.iter().map(|(m, _)| *m).collect();
     let mut kvm = KvmOracle::new(&target_dir()).expect("kvm oracle");
-    let mut emu = KEmu::new();
+    let features = kvm.features;
+    let _ = writeln!(std::io::stderr(), "kvm guest CPUID: {features:?}");
+    for (has, what) in [
+        (features.rdtscp, "RDTSCP (CPUID.80000001H:EDX[27] = 0)"),
+        (features.rdpid, "RDPID (CPUID.(7,0):ECX[22] = 0)"),
+        (features.invpcid, "INVPCID (CPUID.(7,0):EBX[10] = 0)"),
+        (features.xsave, "XGETBV/XSETBV (CPUID.01H:ECX[26] = 0)"),
+    ] {
+        if !has {
+            let _ = writeln!(std::io::stderr(), "  not generated, guest lacks {what}");
+        }
+    }
+    let mut emu = KEmu::new(&features);
     let mut total = 0;
     let mut failures = Vec::new();
     for bits in Bits::ALL {
         let t = Instant::now();
-        let cases: Vec<_> = (0..n).map(|i| case_for(seed, i, bits, &excluded)).collect();
+        // Measure which instructions this KVM cannot emulate in this mode.
+        let mut excluded = excluded.clone();
+        let mut unrunnable = Vec::new();
+        for (m, probe) in probes(bits, &features) {
+            match kvm.probe(&probe).expect("kvm runs the probe") {
+                KvmResult::InternalError(why) => {
+                    let on = failing_mnemonic(bits, &why);
+                    unrunnable.push(format!("{m:?} (fails on {on:?})"));
+                    if !excluded.contains(&m) {
+                        excluded.push(m);
+                    }
+                }
+                KvmResult::Done(_) => {}
+            }
+        }
+        let _ = writeln!(
+            std::io::stderr(),
+            "kvm differential {bits}: left out, measured KVM_EXIT_INTERNAL_ERROR on a probe: {}",
+            unrunnable.join(", ")
+        );
+        let cases: Vec<_> = (0..n)
+            .map(|i| case_for(seed, i, bits, &excluded, &features))
+            .collect();
         let results = kvm.run(&cases).expect("kvm runs the batch");
         let kvm_secs = t.elapsed().as_secs_f64();
         let back = kvm.back(bits).expect("harness");

@@ -7,7 +7,7 @@
 
 use super::guest::has_error_code;
 use super::layout::{self, CODE, CODE_SIZE, DATA, DATA_SIZE};
-use super::{Bits, KCase, KException, KOutcome};
+use super::{Bits, GuestFeatures, KCase, KException, KOutcome, SysState};
 use hyperplug_emulator::{Cpu, Engine, EventKind, FlatBus, InterceptKind, InterceptPolicy};
 use hyperplug_oracle::case::rflags;
 use hyperplug_oracle::flags::{flag_effect, from_iced, FlagEffect};
@@ -32,6 +32,7 @@ pub struct KEmu {
     bus: FlatBus,
     eng: Engine,
     policy: InterceptPolicy,
+    tsc_aux: u64,
 }
 
 impl std::fmt::Debug for KEmu {
@@ -42,14 +43,15 @@ impl std::fmt::Debug for KEmu {
 
 impl Default for KEmu {
     fn default() -> Self {
-        Self::new()
+        Self::new(&GuestFeatures::default())
     }
 }
 
 impl KEmu {
     /// A machine with the shared system structures (handler addresses are never used:
-    /// every exception is intercepted).
-    pub fn new() -> Self {
+    /// every exception is intercepted); IA32_TSC_AUX as the harness sets it for a
+    /// guest with `features`.
+    pub fn new(features: &GuestFeatures) -> Self {
         let mut bus = FlatBus::new(layout::RAM as usize);
         bus.load(layout::GDT, &layout::gdt());
         bus.load(layout::TSS, &layout::tss());
@@ -64,6 +66,11 @@ impl KEmu {
             policy: InterceptPolicy {
                 exceptions: u32::MAX,
                 ..InterceptPolicy::default()
+            },
+            tsc_aux: if features.rdtscp || features.rdpid {
+                u64::from(super::guest::TSC_AUX)
+            } else {
+                0
             },
         }
     }
@@ -82,6 +89,8 @@ impl KEmu {
         data.resize(DATA_SIZE, 0);
         let (idt_base, idt) = layout::interrupt_table(bits, &[0; layout::VECTORS as usize]);
         self.bus.load(idt_base, &idt);
+        // The case may have marked a TSS descriptor busy (LTR); the harness resets them.
+        self.bus.load(layout::GDT, &layout::gdt());
         self.bus.load(CODE, &code);
         self.bus.load(DATA, &data);
         self.eng.invalidate_gpa(0, layout::RAM);
@@ -93,6 +102,10 @@ impl KEmu {
             cpu.gpr[i] = case.gpr[i] & mask;
         }
         cpu.rflags = (case.rflags & super::COMPARED_FLAGS & !rflags::IF) | 2;
+        cpu.cr0 = case.cr0 & mask;
+        cpu.cr4 = case.cr4 & mask;
+        cpu.cr2 = case.cr2 & mask;
+        cpu.msrs.tsc_aux = self.tsc_aux;
         let end = case.end_ip();
         let mut undef = 0u64;
         let mut undefined_read = None;
@@ -162,9 +175,43 @@ impl KEmu {
                 ip: cpu.rip & ip_mask,
                 exception,
                 data,
+                sys: self.sys_state(bits, &cpu)?,
             },
             undefined: undef,
             undefined_read,
+        })
+    }
+}
+
+impl KEmu {
+    /// The system registers as the harness reads them (see [`SysState`]).
+    fn sys_state(&self, bits: Bits, cpu: &Cpu) -> Result<SysState, String> {
+        let mask = bits.gpr_mask();
+        let prot = bits != Bits::Real16;
+        let access = |sel: u16| -> Result<u8, String> {
+            let b = self
+                .bus
+                .peek(layout::GDT + u64::from(sel) + layout::ACCESS_BYTE, 1)
+                .ok_or("the GDT is outside RAM")?;
+            Ok(b.first().copied().unwrap_or(0))
+        };
+        Ok(SysState {
+            cr: [
+                cpu.cr0 & mask,
+                cpu.cr2 & mask,
+                cpu.cr3 & mask,
+                cpu.cr4 & mask,
+                if bits == Bits::Long64 { cpu.cr8 } else { 0 },
+            ],
+            gdtr: (cpu.gdtr.limit, cpu.gdtr.base & mask),
+            idtr: (cpu.idtr.limit, cpu.idtr.base & mask),
+            tr: if prot { cpu.tr.selector } else { 0 },
+            ldtr: if prot { cpu.ldtr.selector } else { 0 },
+            tss_access: if prot {
+                [access(layout::TSS_SEL)?, access(layout::TSS2_SEL)?]
+            } else {
+                [0; 2]
+            },
         })
     }
 }
@@ -250,15 +297,9 @@ mod tests {
         let mut gpr = [0u64; 16];
         gpr[4] = DATA + 0xc0;
         gpr[3] = DATA + 0x40;
-        let c = KCase {
-            bits,
-            code: code.to_vec(),
-            gpr,
-            rflags: 0,
-            data: vec![0; DATA_SIZE],
-        };
+        let c = KCase::new(bits, code.to_vec(), gpr, 0, vec![0; DATA_SIZE]);
         // The terminator is never executed: the run stops at its address.
-        KEmu::new().run(&c, &[0xf4]).expect("runs")
+        KEmu::default().run(&c, &[0xf4]).expect("runs")
     }
 
     #[test]

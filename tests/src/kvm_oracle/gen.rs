@@ -11,10 +11,28 @@
 //!   elements right before them;
 //! * every flag consumer (ADC/SBB, RCL/RCR, SETcc, CMOVcc, Jcc, LAHF, PUSHF, INTO, BCD)
 //!   is preceded by a `cmp` that defines all status flags;
-//! * branches are forward only (a Jcc over the next instruction).
+//! * branches are forward only (a Jcc over the next instruction);
+//! * privileged writes keep the guest running: CR0 writes never change PE (nor PG
+//!   outside 64-bit mode), CR4 writes only toggle bits that change nothing the harness
+//!   or the snippet depends on, LGDT/LIDT keep the table base (the handlers are entered
+//!   through it) and only grow the limit, LTR/LLDT only use the GDT's prepared
+//!   descriptors ([`super::layout::gdt`]); the harness restores all of it before the
+//!   next case.
+//!
+//! Forms left out because the two machines model different CPUs (not bugs): MOV to
+//! CR4 setting OSXSAVE, VME, PVI, UMIP, FSGSBASE, PCIDE (64-bit), SMEP, SMAP or PKE
+//! (the emulator's model has none of these features, KVM's guest CPUID may have them:
+//! the emulator raises #GP as the SDM requires for an unsupported bit, vol. 2B MOV);
+//! XSETBV values with SSE/AVX state (XCR0 = 3 or 7: the emulator supports x87 state
+//! only, vol. 1, 13.3); XGETBV with ECX = 1 (XINUSE is not in the emulator's model);
+//! MOV to CR0 setting reserved bits 31:0 (KVM ignores them, the emulator raises #GP);
+//! MOV to CR0 setting bits 63:32 in 64-bit mode (measured: this KVM loads the value
+//! without a fault; the SDM, vol. 3, 2.5, requires #GP(0), which the emulator raises);
+//! MOV to CR3 setting bits at or above MAXPHYADDR (the two machines' MAXPHYADDR
+//! differ).
 
-use super::layout::{CODE, CODE_SIZE, DATA, DATA_SIZE};
-use super::{Bits, KCase};
+use super::layout::{self, CODE, CODE_SIZE, DATA, DATA_SIZE};
+use super::{Bits, GuestFeatures, KCase};
 use hyperplug_oracle::Rng;
 use iced_x86::{
     Code, Decoder, DecoderOptions, Encoder, Instruction, MemoryOperand, Mnemonic, Register,
@@ -98,9 +116,12 @@ enum Fam {
     Branch,
     Fault,
     System,
+    CrWrite,
+    DescTable,
+    NewInsn,
 }
 
-const FAMS: [(Fam, u32); 17] = [
+const FAMS: [(Fam, u32); 20] = [
     (Fam::Alu, 8),
     (Fam::Unary, 3),
     (Fam::Shift, 5),
@@ -118,6 +139,65 @@ const FAMS: [(Fam, u32); 17] = [
     (Fam::Branch, 2),
     (Fam::Fault, 1),
     (Fam::System, 2),
+    (Fam::CrWrite, 4),
+    (Fam::DescTable, 3),
+    (Fam::NewInsn, 3),
+];
+
+/// CR0 bits (SDM vol. 3, 2.5, Figure 2-7).
+mod cr0b {
+    pub const PE: u64 = 1 << 0;
+    pub const MP: u64 = 1 << 1;
+    pub const EM: u64 = 1 << 2;
+    pub const TS: u64 = 1 << 3;
+    pub const NE: u64 = 1 << 5;
+    pub const WP: u64 = 1 << 16;
+    pub const AM: u64 = 1 << 18;
+    pub const NW: u64 = 1 << 29;
+    pub const CD: u64 = 1 << 30;
+}
+
+/// CR0 bits a write may toggle and the guest keeps running: the x87 controls, WP
+/// (all pages are writable), AM (CPL 0 never checks alignment), CD (SDM vol. 3,
+/// 2.5).
+const CR0_TOGGLE: [u64; 7] = [
+    cr0b::MP,
+    cr0b::EM,
+    cr0b::TS,
+    cr0b::NE,
+    cr0b::WP,
+    cr0b::AM,
+    cr0b::CD,
+];
+
+/// CR4 bits (SDM vol. 3, 2.5, Figure 2-8).
+mod cr4b {
+    pub const TSD: u64 = 1 << 2;
+    pub const DE: u64 = 1 << 3;
+    pub const PSE: u64 = 1 << 4;
+    pub const PAE: u64 = 1 << 5;
+    pub const MCE: u64 = 1 << 6;
+    pub const PGE: u64 = 1 << 7;
+    pub const PCE: u64 = 1 << 8;
+    pub const OSFXSR: u64 = 1 << 9;
+    pub const OSXMMEXCPT: u64 = 1 << 10;
+    pub const LA57: u64 = 1 << 12;
+    pub const PCIDE: u64 = 1 << 17;
+    pub const OSXSAVE: u64 = 1 << 18;
+}
+
+/// CR4 bits both machines accept and that change nothing the snippet or the harness
+/// depends on at CPL 0 (PSE is ignored with PAE paging or paging off, PGE only
+/// flushes the TLB).
+const CR4_TOGGLE: [u64; 8] = [
+    cr4b::TSD,
+    cr4b::DE,
+    cr4b::PSE,
+    cr4b::MCE,
+    cr4b::PGE,
+    cr4b::PCE,
+    cr4b::OSFXSR,
+    cr4b::OSXMMEXCPT,
 ];
 
 struct Gen<'a> {
@@ -135,6 +215,10 @@ struct Gen<'a> {
     /// Register operands only (between `pushf` and `popf`, so the pushed image is
     /// not overwritten).
     reg_only: bool,
+    /// The guest's CPUID features.
+    features: GuestFeatures,
+    /// CR4 as the code emitted so far leaves it (when it runs to here).
+    cr4: u64,
 }
 
 type R<T> = Option<T>;
@@ -604,6 +688,379 @@ impl Gen<'_> {
                 }
             },
             Fam::System => self.system(),
+            Fam::CrWrite => self.cr_write(),
+            Fam::DescTable => self.desc_table(),
+            Fam::NewInsn => self.new_insn(),
+        }
+    }
+
+    /// `op` displaced by `k` bytes.
+    fn at(m: MemoryOperand, k: i64) -> MemoryOperand {
+        MemoryOperand::with_base_displ(m.base, m.displacement + k)
+    }
+
+    /// `mov r, crN; <modify> r; mov crN, r` (MOV to/from control registers, SDM vol.
+    /// 2B; the checks of vol. 3, 2.5 and 4.10.1), CLTS, LMSW, CR2 and CR8 writes.
+    fn cr_write(&mut self) -> R<()> {
+        let b = self.bits;
+        let long = b == Bits::Long64;
+        let s = if long { 64 } else { 32 };
+        let xor = format!("Xor_rm{s}_imm32");
+        match self.rng.below(8) {
+            0 | 1 => {
+                let r = self.reg(s, true);
+                self.ins(&format!("Mov_r{s}_cr"), &[Op::R(r), Op::R(Register::CR0)])?;
+                match self.rng.below(10) {
+                    // PG = 0 in IA-32e mode: #GP(0) (SDM vol. 2B, MOV CR "Protected
+                    // Mode Exceptions").
+                    0 if long => self.ins("Btr_rm64_imm8", &[Op::R(r), Op::I(31)])?,
+                    // NW = 1 with CD = 0: #GP(0) (unless CD is set).
+                    2 => self.ins(&xor, &[Op::R(r), Op::I(cr0b::NW as i64)])?,
+                    _ => {
+                        let mut mask = 0;
+                        while mask == 0 {
+                            for bit in CR0_TOGGLE {
+                                if self.rng.chance(1, 3) {
+                                    mask |= bit;
+                                }
+                            }
+                        }
+                        self.ins(&xor, &[Op::R(r), Op::I(mask as i64)])?
+                    }
+                }
+                self.ins(&format!("Mov_cr_r{s}"), &[Op::R(Register::CR0), Op::R(r)])
+            }
+            2 | 3 => {
+                let r = self.reg(s, true);
+                self.ins(&format!("Mov_r{s}_cr"), &[Op::R(r), Op::R(Register::CR4)])?;
+                let mut mask = 0;
+                match self.rng.below(10) {
+                    // Reserved bits: #GP(0).
+                    0 => mask = 1 << (28 + self.rng.below(3)),
+                    // LA57 changed in IA-32e mode, PAE cleared there: #GP(0) (vol.
+                    // 2B, MOV CR); PCIDE set outside IA-32e mode: #GP(0) (vol. 3, 4.10.1).
+                    1 if long => {
+                        mask = if self.rng.chance(1, 2) {
+                            cr4b::LA57
+                        } else {
+                            cr4b::PAE
+                        }
+                    }
+                    1 => mask = cr4b::PCIDE,
+                    _ => {
+                        while mask == 0 {
+                            for bit in CR4_TOGGLE {
+                                if self.rng.chance(1, 3) {
+                                    mask |= bit;
+                                }
+                            }
+                            if !long && self.rng.chance(1, 4) {
+                                mask |= cr4b::PAE;
+                            }
+                        }
+                    }
+                }
+                // A write keeping OSXSAVE set is a model difference (the emulator's
+                // model has no XSAVE, so the bit is reserved there): clear it.
+                if self.cr4 & cr4b::OSXSAVE != 0 {
+                    mask |= cr4b::OSXSAVE;
+                }
+                self.ins(&xor, &[Op::R(r), Op::I(mask as i64)])?;
+                self.ins(&format!("Mov_cr_r{s}"), &[Op::R(Register::CR4), Op::R(r)])?;
+                self.cr4 ^= mask;
+                Some(())
+            }
+            4 => {
+                self.ins("Clts", &[])?;
+                if self.rng.chance(1, 2) {
+                    let r = self.reg(s, true);
+                    self.ins(&format!("Mov_r{s}_cr"), &[Op::R(r), Op::R(Register::CR0)])?;
+                }
+                Some(())
+            }
+            5 => {
+                // LMSW loads MP, EM, TS and can set PE, never clear it (SDM vol. 2A,
+                // LMSW): PE stays 0 in real mode.
+                let mut v = self.rng.next_u64() & 0xffff;
+                if b == Bits::Real16 {
+                    v &= !cr0b::PE;
+                }
+                if self.rng.chance(1, 2) && !self.reg_only {
+                    let m = self.mem(2);
+                    self.ins("Mov_rm16_imm16", &[Op::M(m), Op::I(v as i16 as i64)])?;
+                    self.ins("Lmsw_rm16", &[Op::M(m)])
+                } else {
+                    let r = self.reg(16, true);
+                    self.ins("Mov_r16_imm16", &[Op::R(r), Op::I(v as i16 as i64)])?;
+                    self.ins("Lmsw_rm16", &[Op::R(r)])
+                }
+            }
+            6 => {
+                let r = self.reg(s, true);
+                let v = self.rng.edgy_u64() & b.gpr_mask();
+                let imm = if long { 64 } else { 32 };
+                self.ins(&format!("Mov_r{s}_imm{imm}"), &[Op::R(r), Op::I(v as i64)])?;
+                self.ins(&format!("Mov_cr_r{s}"), &[Op::R(Register::CR2), Op::R(r)])?;
+                let d = self.reg(s, true);
+                self.ins(&format!("Mov_r{s}_cr"), &[Op::R(d), Op::R(Register::CR2)])
+            }
+            _ if long => {
+                // CR8 = TPR[7:4]; bits 63:4 reserved: #GP(0) (SDM vol. 3, 10.8.6.6).
+                let r = self.reg(64, true);
+                let v = if self.rng.chance(1, 5) {
+                    16 + self.rng.below(1000)
+                } else {
+                    self.rng.below(16)
+                };
+                self.ins("Mov_r64_imm64", &[Op::R(r), Op::I(v as i64)])?;
+                self.ins("Mov_cr_r64", &[Op::R(Register::CR8), Op::R(r)])?;
+                let d = self.reg(64, true);
+                self.ins("Mov_r64_cr", &[Op::R(d), Op::R(Register::CR8)])
+            }
+            _ => {
+                // CR3 with paging off: any 32-bit value (SDM vol. 3, 4.1.1).
+                if b == Bits::Real16 && self.rng.chance(1, 2) {
+                    return None;
+                }
+                let r = self.reg(32, true);
+                let v = self.rng.edgy_u64() as u32;
+                self.ins("Mov_r32_imm32", &[Op::R(r), Op::I(i64::from(v as i32))])?;
+                self.ins("Mov_cr_r32", &[Op::R(Register::CR3), Op::R(r)])
+            }
+        }
+    }
+
+    /// LGDT/LIDT of an image the snippet writes into the data area (then SGDT/SIDT),
+    /// LLDT/SLDT and LTR/STR on the GDT's prepared selectors (SDM vol. 2A/2B).
+    fn desc_table(&mut self) -> R<()> {
+        let b = self.bits;
+        match self.rng.below(4) {
+            0 | 1 => {
+                let gdt = self.rng.chance(1, 2);
+                let (base, limit) = if gdt {
+                    (layout::GDT, u64::from(layout::GDT_LIMIT))
+                } else {
+                    let (base, t) = layout::interrupt_table(b, &[0; layout::VECTORS as usize]);
+                    (base, t.len() as u64 - 1)
+                };
+                // 16-bit operand size: a 24-bit base (bits 31:24 of the image ignored).
+                let o16 = match b {
+                    Bits::Real16 | Bits::Prot16 => self.rng.chance(2, 3),
+                    Bits::Prot32 => self.rng.chance(1, 3),
+                    Bits::Long64 => false,
+                };
+                let len = if b == Bits::Long64 { 10 } else { 6 };
+                let m = self.mem(len);
+                let lim = if self.rng.chance(1, 4) {
+                    0xffff
+                } else {
+                    limit + self.rng.below(0x200)
+                };
+                self.ins("Mov_rm16_imm16", &[Op::M(m), Op::I(lim as i16 as i64)])?;
+                let lo = if o16 {
+                    base | (self.rng.below(256) << 24)
+                } else {
+                    base
+                };
+                self.ins(
+                    "Mov_rm32_imm32",
+                    &[Op::M(Self::at(m, 2)), Op::I(i64::from(lo as u32 as i32))],
+                )?;
+                if b == Bits::Long64 {
+                    // A non-canonical base: #GP(0) (SDM vol. 2A, LGDT/LIDT).
+                    let hi: u32 = if self.rng.chance(1, 6) {
+                        0x8000_0000
+                    } else {
+                        0
+                    };
+                    self.ins(
+                        "Mov_rm32_imm32",
+                        &[Op::M(Self::at(m, 6)), Op::I(i64::from(hi as i32))],
+                    )?;
+                }
+                let name = match (b, o16) {
+                    (Bits::Long64, _) => "Lgdt_m1664",
+                    (_, true) => "Lgdt_m1632_16",
+                    _ => "Lgdt_m1632",
+                };
+                let name = if gdt {
+                    name.to_string()
+                } else {
+                    name.replace("Lgdt", "Lidt")
+                };
+                self.ins(&name, &[Op::M(m)])?;
+                if self.rng.chance(1, 2) {
+                    let m2 = self.mem(len);
+                    self.ins(&name.replace('L', "S"), &[Op::M(m2)])?;
+                }
+                Some(())
+            }
+            2 if b != Bits::Real16 => {
+                // LLDT: null is fine, the LDT descriptor loads, a data descriptor,
+                // a TSS, TI = 1 or a selector past the limit is #GP(selector), a
+                // not-present LDT #NP(selector) (SDM vol. 2A, LLDT).
+                let sels = [
+                    0,
+                    layout::LDT_SEL,
+                    layout::LDT_SEL | 3,
+                    layout::DATA2_SEL,
+                    layout::TSS2_SEL,
+                    layout::LDT_NP_SEL,
+                    layout::LDT_SEL | 4,
+                    0x200,
+                ];
+                let sel = sels[self.rng.below(sels.len() as u64) as usize];
+                self.sel_op("Lldt_rm16", sel)?;
+                if self.rng.chance(1, 2) {
+                    let d = self.rm(16, true);
+                    self.ins("Sldt_rm16", &[d])?;
+                }
+                Some(())
+            }
+            3 if b != Bits::Real16 => {
+                // LTR: an available TSS loads and becomes busy; a busy TSS, null, a
+                // non-TSS or a selector past the limit is #GP (SDM vol. 2A, LTR).
+                let sels = [
+                    layout::TSS2_SEL,
+                    layout::TSS2_SEL,
+                    layout::TSS_SEL,
+                    0,
+                    layout::DATA2_SEL,
+                    layout::LDT_SEL,
+                    0x200,
+                ];
+                let sel = sels[self.rng.below(sels.len() as u64) as usize];
+                self.sel_op("Ltr_rm16", sel)?;
+                if self.rng.chance(1, 2) {
+                    let d = self.rm(16, true);
+                    self.ins("Str_rm16", &[d])?;
+                }
+                Some(())
+            }
+            _ => None,
+        }
+    }
+
+    /// `name` (LLDT/LTR) with `sel` in a register or in the data area.
+    fn sel_op(&mut self, name: &str, sel: u16) -> R<()> {
+        if self.rng.chance(1, 3) && !self.reg_only {
+            let m = self.mem(2);
+            self.ins("Mov_rm16_imm16", &[Op::M(m), Op::I(i64::from(sel as i16))])?;
+            self.ins(name, &[Op::M(m)])
+        } else {
+            let r = self.reg(16, true);
+            self.ins("Mov_r16_imm16", &[Op::R(r), Op::I(i64::from(sel as i16))])?;
+            self.ins(name, &[Op::R(r)])
+        }
+    }
+
+    /// RDPID, RDTSCP (the TSC it returns in EDX:EAX is overwritten: only ECX =
+    /// IA32_TSC_AUX is compared), XGETBV/XSETBV, INVPCID; each only when the guest's
+    /// CPUID has it.
+    fn new_insn(&mut self) -> R<()> {
+        let b = self.bits;
+        let long = b == Bits::Long64;
+        let f = self.features;
+        match self.rng.below(5) {
+            0 if f.rdpid => {
+                let r = if long {
+                    self.reg(64, true)
+                } else {
+                    self.reg(32, true)
+                };
+                let name = if long { "Rdpid_r64" } else { "Rdpid_r32" };
+                self.ins(name, &[Op::R(r)])
+            }
+            1 if f.rdtscp => {
+                self.ins("Rdtscp", &[])?;
+                for r in [Register::EAX, Register::EDX] {
+                    let v = self.rng.edgy_u64() as u32;
+                    self.ins("Mov_r32_imm32", &[Op::R(r), Op::I(i64::from(v as i32))])?;
+                }
+                Some(())
+            }
+            2 if f.xsave => {
+                // XGETBV: #UD with CR4.OSXSAVE = 0, #GP(0) for ECX other than 0 (1
+                // is a model difference, see the module docs).
+                let c = if self.rng.chance(3, 4) {
+                    0
+                } else {
+                    (self.rng.edgy_u64() as u32).max(2)
+                };
+                self.ins(
+                    "Mov_r32_imm32",
+                    &[Op::R(Register::ECX), Op::I(i64::from(c as i32))],
+                )?;
+                self.ins("Xgetbv", &[])
+            }
+            3 if f.xsave => {
+                // XSETBV: XCR0 = x87 only is valid; 0, SSE without x87, AVX without SSE,
+                // reserved bits, or ECX != 0 are #GP(0) (SDM vol. 2B, XSETBV).
+                let vals: [u64; 6] = [1, 1, 0, 2, 5, 1 | 1 << 63];
+                let v = vals[self.rng.below(6) as usize];
+                let c = if self.rng.chance(7, 8) {
+                    0
+                } else {
+                    1 + self.rng.below(100) as u32
+                };
+                for (r, x) in [
+                    (Register::ECX, c),
+                    (Register::EAX, v as u32),
+                    (Register::EDX, (v >> 32) as u32),
+                ] {
+                    self.ins("Mov_r32_imm32", &[Op::R(r), Op::I(i64::from(x as i32))])?;
+                }
+                self.ins("Xsetbv", &[])
+            }
+            4 if f.invpcid && !self.reg_only => {
+                // INVPCID descriptor: PCID in bits 11:0, bits 63:12 zero, the linear
+                // address in bits 127:64 (SDM vol. 2A, INVPCID).
+                let m = self.mem(16);
+                let pcid = if self.rng.chance(2, 3) {
+                    0
+                } else {
+                    self.rng.below(0x1000)
+                };
+                let rsvd: u64 = if self.rng.chance(1, 6) {
+                    1 << (12 + self.rng.below(52))
+                } else {
+                    0
+                };
+                let addr = if self.rng.chance(1, 4) {
+                    0x8000_0000_0000_1000u64
+                } else {
+                    self.rng.edgy_u64() & 0x7fff_ffff_ffff
+                };
+                let lo = pcid | rsvd;
+                for (k, v) in [
+                    (0, lo as u32),
+                    (4, (lo >> 32) as u32),
+                    (8, addr as u32),
+                    (12, (addr >> 32) as u32),
+                ] {
+                    self.ins(
+                        "Mov_rm32_imm32",
+                        &[Op::M(Self::at(m, k)), Op::I(i64::from(v as i32))],
+                    )?;
+                }
+                let typ = if self.rng.chance(7, 8) {
+                    self.rng.below(4)
+                } else {
+                    4 + self.rng.below(0x1000)
+                };
+                let (r, name) = if long {
+                    (self.reg(64, true), "Invpcid_r64_m128")
+                } else {
+                    (self.reg(32, true), "Invpcid_r32_m128")
+                };
+                let imm = if long { 64 } else { 32 };
+                self.ins(
+                    &format!("Mov_r{imm}_imm{imm}"),
+                    &[Op::R(r), Op::I(typ as i64)],
+                )?;
+                self.ins(name, &[Op::R(r), Op::M(m)])
+            }
+            _ => None,
         }
     }
 
@@ -870,8 +1327,15 @@ fn build(c: Code, ops: &[Op]) -> Option<Instruction> {
     r.ok()
 }
 
-/// Generates case `index` of `seed` for `bits`, leaving out `excluded` mnemonics.
-pub fn case_for(seed: u64, index: u64, bits: Bits, excluded: &[Mnemonic]) -> KCase {
+/// Generates case `index` of `seed` for `bits`, leaving out `excluded` mnemonics and
+/// instructions `features` lacks.
+pub fn case_for(
+    seed: u64,
+    index: u64,
+    bits: Bits,
+    excluded: &[Mnemonic],
+    features: &GuestFeatures,
+) -> KCase {
     let mut rng = Rng::for_case(seed ^ (bits as u64 + 1).wrapping_mul(0x9e37_79b9), index);
     let bases: &[Register] = match bits {
         Bits::Real16 | Bits::Prot16 => &[Register::BX, Register::BP],
@@ -906,6 +1370,31 @@ pub fn case_for(seed: u64, index: u64, bits: Bits, excluded: &[Mnemonic]) -> KCa
     let data: Vec<u8> = (0..DATA_SIZE / 8)
         .flat_map(|_| rng.edgy_u64().to_le_bytes())
         .collect();
+    // Initial control registers: the mode's, often with x87/alignment/WP controls
+    // and harmless CR4 bits changed, OSXSAVE when the guest has XSAVE.
+    let (mut cr0, _, mut cr4, _) = layout::control_regs(bits);
+    if rng.chance(1, 2) {
+        for bit in CR0_TOGGLE {
+            if bit != cr0b::CD && rng.chance(1, 4) {
+                cr0 ^= bit;
+            }
+        }
+    }
+    if rng.chance(1, 2) {
+        for bit in CR4_TOGGLE {
+            if rng.chance(1, 4) {
+                cr4 |= bit;
+            }
+        }
+    }
+    if features.xsave && rng.chance(2, 3) {
+        cr4 |= cr4b::OSXSAVE;
+    }
+    let cr2 = if rng.chance(1, 2) {
+        rng.edgy_u64() & bits.gpr_mask()
+    } else {
+        0
+    };
     let mut g = Gen {
         rng: &mut rng,
         bits,
@@ -916,6 +1405,8 @@ pub fn case_for(seed: u64, index: u64, bits: Bits, excluded: &[Mnemonic]) -> KCa
         excluded,
         protect_bp: false,
         reg_only: false,
+        features: *features,
+        cr4,
     };
     let weights: Vec<u32> = FAMS.iter().map(|(_, w)| *w).collect();
     let groups = 1 + g.rng.below(6);
@@ -939,7 +1430,192 @@ pub fn case_for(seed: u64, index: u64, bits: Bits, excluded: &[Mnemonic]) -> KCa
         gpr,
         rflags,
         data,
+        cr0,
+        cr4,
+        cr2,
     }
+}
+
+/// Encodes `insns` (iced [`Code`] names with operands) for `bits` at [`CODE`].
+fn encode(bits: Bits, insns: &[(&str, Vec<Op>)]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    for (name, ops) in insns {
+        let i = build(code(name)?, ops)?;
+        let mut e = Encoder::new(bits.width());
+        e.encode(&i, CODE + out.len() as u64).ok()?;
+        out.extend_from_slice(&e.take_buffer());
+    }
+    Some(out)
+}
+
+/// Probe cases: one short snippet per instruction this machine's KVM may be unable to
+/// emulate at CPL 0 (its host kernel emulates all CPL-0 code here), in the form the
+/// generator uses. A probe that ends in KVM_EXIT_INTERNAL_ERROR is the measured reason
+/// to leave its mnemonic out of that mode's cases (each such case would cost a VM and
+/// count only as skipped). `features` as for [`case_for`].
+pub fn probes(bits: Bits, features: &GuestFeatures) -> Vec<(Mnemonic, KCase)> {
+    use Op::{I, M, R};
+    let w = bits.width();
+    let legacy = bits != Bits::Long64;
+    let prot = bits != Bits::Real16;
+    let base = match bits {
+        Bits::Real16 | Bits::Prot16 => Register::BX,
+        Bits::Prot32 => Register::EBX,
+        Bits::Long64 => Register::RBX,
+    };
+    let m = MemoryOperand::with_base_displ(base, 0);
+    let ax = gpr(if w == 16 { 16 } else { 32 }, 0);
+    let r32 = if w == 64 {
+        Register::RAX
+    } else {
+        Register::EAX
+    };
+    let mut list: Vec<Probe> = Vec::new();
+    let of = hyperplug_oracle::case::rflags::OF;
+    if legacy {
+        for n in ["Daa", "Das", "Aaa", "Aas"] {
+            list.push((Mnemonic::Daa, vec![(n, vec![])], 0));
+        }
+        list.push((Mnemonic::Aam, vec![("Aam_imm8", vec![I(10)])], 0));
+        list.push((Mnemonic::Aad, vec![("Aad_imm8", vec![I(10)])], 0));
+        let bound = if w == 32 {
+            "Bound_r32_m3232"
+        } else {
+            "Bound_r16_m1616"
+        };
+        // In bounds (AX = 0 against [0, 0]) and out of bounds (#BR).
+        list.push((Mnemonic::Bound, vec![(bound, vec![R(ax), M(m)])], 0));
+        list.push((
+            Mnemonic::Bound,
+            vec![
+                (
+                    if w == 32 {
+                        "Mov_r32_imm32"
+                    } else {
+                        "Mov_r16_imm16"
+                    },
+                    vec![R(ax), I(5)],
+                ),
+                (bound, vec![R(ax), M(m)]),
+            ],
+            0,
+        ));
+        list.push((Mnemonic::Into, vec![("Into", vec![])], of));
+    }
+    list.push((Mnemonic::Int3, vec![("Int3", vec![])], 0));
+    if prot {
+        let cx = [("Mov_r16_imm16", vec![R(Register::CX), I(0x10)])];
+        for (mn, name) in [
+            (Mnemonic::Lar, "Lar_r32_r32m16"),
+            (Mnemonic::Lsl, "Lsl_r32_r32m16"),
+        ] {
+            let mut v = cx.to_vec();
+            v.push((name, vec![R(Register::EAX), R(Register::ECX)]));
+            list.push((mn, v, 0));
+        }
+        for (mn, name) in [(Mnemonic::Verr, "Verr_rm16"), (Mnemonic::Verw, "Verw_rm16")] {
+            let mut v = cx.to_vec();
+            v.push((name, vec![R(Register::CX)]));
+            list.push((mn, v, 0));
+        }
+        let mut v = vec![(
+            "Mov_r16_imm16",
+            vec![R(Register::CX), I(i64::from(layout::LDT_SEL))],
+        )];
+        v.push(("Lldt_rm16", vec![R(Register::CX)]));
+        list.push((Mnemonic::Lldt, v, 0));
+        let mut v = vec![(
+            "Mov_r16_imm16",
+            vec![R(Register::CX), I(i64::from(layout::TSS2_SEL))],
+        )];
+        v.push(("Ltr_rm16", vec![R(Register::CX)]));
+        list.push((Mnemonic::Ltr, v, 0));
+    }
+    // SGDT then LGDT of the same image.
+    let (sgdt, lgdt) = match bits {
+        Bits::Long64 => ("Sgdt_m1664", "Lgdt_m1664"),
+        Bits::Prot32 => ("Sgdt_m1632", "Lgdt_m1632"),
+        _ => ("Sgdt_m1632_16", "Lgdt_m1632_16"),
+    };
+    list.push((
+        Mnemonic::Lgdt,
+        vec![(sgdt, vec![M(m)]), (lgdt, vec![M(m)])],
+        0,
+    ));
+    list.push((Mnemonic::Clts, vec![("Clts", vec![])], 0));
+    list.push((
+        Mnemonic::Lmsw,
+        vec![("Lmsw_rm16", vec![R(Register::CX)])],
+        0,
+    ));
+    if features.rdpid {
+        let name = if w == 64 { "Rdpid_r64" } else { "Rdpid_r32" };
+        list.push((Mnemonic::Rdpid, vec![(name, vec![R(r32)])], 0));
+    }
+    if features.rdtscp {
+        list.push((Mnemonic::Rdtscp, vec![("Rdtscp", vec![])], 0));
+    }
+    if features.xsave {
+        let zero_cx = ("Mov_r32_imm32", vec![R(Register::ECX), I(0)]);
+        list.push((
+            Mnemonic::Xgetbv,
+            vec![zero_cx.clone(), ("Xgetbv", vec![])],
+            0,
+        ));
+        list.push((
+            Mnemonic::Xsetbv,
+            vec![
+                zero_cx,
+                ("Mov_r32_imm32", vec![R(Register::EDX), I(0)]),
+                ("Mov_r32_imm32", vec![R(Register::EAX), I(1)]),
+                ("Xsetbv", vec![]),
+            ],
+            0,
+        ));
+    }
+    if features.invpcid {
+        let name = if w == 64 {
+            "Invpcid_r64_m128"
+        } else {
+            "Invpcid_r32_m128"
+        };
+        list.push((
+            Mnemonic::Invpcid,
+            vec![
+                ("Mov_r32_imm32", vec![R(Register::EAX), I(2)]),
+                (name, vec![R(r32), M(m)]),
+            ],
+            0,
+        ));
+    }
+    let (cr0, _, mut cr4, _) = layout::control_regs(bits);
+    if features.xsave {
+        cr4 |= cr4b::OSXSAVE;
+    }
+    list.into_iter()
+        .filter_map(|(mn, insns, fl)| {
+            let code = encode(bits, &insns)?;
+            let mn = insns
+                .last()
+                .and_then(|(n, _)| code_mnemonic(n))
+                .unwrap_or(mn);
+            let mut gpr = [0u64; 16];
+            gpr[3] = DATA + 0x40;
+            gpr[4] = DATA + 0xc0;
+            let mut c = KCase::new(bits, code, gpr, fl, vec![0; DATA_SIZE]);
+            c.cr0 = cr0;
+            c.cr4 = cr4;
+            Some((mn, c))
+        })
+        .collect()
+}
+
+/// A probe: the mnemonic, its instructions, the initial RFLAGS.
+type Probe = (Mnemonic, Vec<(&'static str, Vec<Op>)>, u64);
+
+/// The mnemonic of the iced [`Code`] named `name`.
+fn code_mnemonic(name: &str) -> Option<Mnemonic> {
+    code(name).map(|c| c.mnemonic())
 }
 
 /// The snippet's instructions, one line each (`offset: Code`).
@@ -964,11 +1640,17 @@ mod tests {
 
     #[test]
     fn cases_are_deterministic_and_decode() {
+        let all = GuestFeatures {
+            xsave: true,
+            rdtscp: true,
+            rdpid: true,
+            invpcid: true,
+        };
         for bits in Bits::ALL {
             let mut nonempty = 0;
             for i in 0..300 {
-                let a = case_for(1, i, bits, &[]);
-                assert_eq!(a, case_for(1, i, bits, &[]));
+                let a = case_for(1, i, bits, &[], &all);
+                assert_eq!(a, case_for(1, i, bits, &[], &all));
                 assert!(a.code.len() + 5 <= CODE_SIZE);
                 let mut d = Decoder::with_ip(bits.width(), &a.code, CODE, DecoderOptions::NONE);
                 for ins in d.iter() {

@@ -14,8 +14,8 @@
 //! With IF = 0 throughout and no devices, nothing but the snippet's own exceptions
 //! enters a handler.
 
-use super::layout::{self, out, *};
-use super::{Bits, KCase, KException, KOutcome, KvmResult};
+use super::layout::{self, cur, out, *};
+use super::{Bits, GuestFeatures, KCase, KException, KOutcome, KvmResult, SysState};
 use hyperplug::image::{BootSetup, Mode};
 use hyperplug::plugin::{Inventory, LoadedBackend, PluginPath};
 use hyperplug::run::{Machine, MachineConfig, Outcome, Trace};
@@ -78,6 +78,98 @@ fn power_off(a: &mut CodeAssembler) -> Result<(), IcedError> {
     a.hlt()
 }
 
+/// IA32_TSC_AUX (SDM vol. 4, Table 2-2): the harness sets it to [`TSC_AUX`] when the
+/// guest's CPUID has RDTSCP or RDPID ([`CTRL`]+0x40 non-zero).
+const MSR_TSC_AUX: u32 = 0xc000_0103;
+/// The IA32_TSC_AUX value both machines get.
+pub const TSC_AUX: u32 = 0x5a3c_0017;
+/// Control-block word that asks the harness to set IA32_TSC_AUX.
+const CTRL_SET_TSC_AUX: u64 = CTRL + 0x40;
+
+/// Once, at the harness's start: IA32_TSC_AUX ← [`TSC_AUX`] if asked.
+fn set_tsc_aux(a: &mut CodeAssembler) -> Result<(), IcedError> {
+    let mut skip = a.create_label();
+    a.cmp(dword_ptr(CTRL_SET_TSC_AUX), 0)?;
+    a.je(skip)?;
+    a.mov(ecx, MSR_TSC_AUX)?;
+    a.mov(eax, TSC_AUX)?;
+    a.xor(edx, edx)?;
+    a.wrmsr()?;
+    a.set_label(&mut skip)?;
+    a.nop()
+}
+
+/// Before each case: GDTR and IDTR from [`HGDTR`]/[`HIDTR`]; in protected modes both
+/// TSS descriptors made available again (SDM vol. 3, 8.2.2, type 9) and TR loaded
+/// with [`TSS_SEL`] (LTR marks it busy), LDTR null; then CR0, CR4 and CR2 from the
+/// case's record, CR8 = 0 in 64-bit mode (SDM vol. 3, 10.8.6.6), CR3 the mode's
+/// outside 64-bit mode.
+fn restore_sys(a: &mut CodeAssembler, bits: Bits) -> Result<(), IcedError> {
+    a.lgdt(ptr(HGDTR))?;
+    a.lidt(ptr(HIDTR))?;
+    if bits != Bits::Real16 {
+        for sel in [TSS_SEL, TSS2_SEL] {
+            a.mov(byte_ptr(GDT + u64::from(sel) + ACCESS_BYTE), 0x89u32)?;
+        }
+        a.mov(ax, u32::from(TSS_SEL))?;
+        a.ltr(ax)?;
+        a.xor(eax, eax)?;
+        a.lldt(ax)?;
+    }
+    if bits == Bits::Long64 {
+        for (f, cr) in [(cur::CR0, cr0), (cur::CR4, cr4), (cur::CR2, cr2)] {
+            a.mov(rax, qword_ptr(CUR + f))?;
+            a.mov(cr, rax)?;
+        }
+        a.xor(eax, eax)?;
+        a.mov(cr8, rax)?;
+    } else {
+        for (f, cr) in [(cur::CR0, cr0), (cur::CR4, cr4), (cur::CR2, cr2)] {
+            a.mov(eax, dword_ptr(CUR + f))?;
+            a.mov(cr, eax)?;
+        }
+        // Paging is off: the snippet may have written any CR3.
+        a.mov(eax, layout::control_regs(bits).1 as u32)?;
+        a.mov(cr3, eax)?;
+    }
+    Ok(())
+}
+
+/// After each case (data segments flat or 0): the control registers, GDTR, IDTR, TR,
+/// LDTR and the two TSS descriptors' access bytes into [`OUT`].
+fn save_sys(a: &mut CodeAssembler, bits: Bits) -> Result<(), IcedError> {
+    let crs = [
+        (out::CR0, cr0),
+        (out::CR2, cr2),
+        (out::CR3, cr3),
+        (out::CR4, cr4),
+    ];
+    if bits == Bits::Long64 {
+        for (f, cr) in crs {
+            a.mov(rax, cr)?;
+            a.mov(qword_ptr(OUT + f), rax)?;
+        }
+        a.mov(rax, cr8)?;
+        a.mov(qword_ptr(OUT + out::CR8), rax)?;
+    } else {
+        for (f, cr) in crs {
+            a.mov(eax, cr)?;
+            a.mov(dword_ptr(OUT + f), eax)?;
+        }
+    }
+    a.sgdt(ptr(OUT + out::GDTR))?;
+    a.sidt(ptr(OUT + out::IDTR))?;
+    if bits != Bits::Real16 {
+        a.str(word_ptr(OUT + out::TR))?;
+        a.sldt(word_ptr(OUT + out::LDTR))?;
+        for (sel, f) in [(TSS_SEL, out::TSS_ACCESS), (TSS2_SEL, out::TSS2_ACCESS)] {
+            a.mov(al, byte_ptr(GDT + u64::from(sel) + ACCESS_BYTE))?;
+            a.mov(byte_ptr(OUT + f), al)?;
+        }
+    }
+    Ok(())
+}
+
 const G32: [AsmRegister32; 8] = [eax, ecx, edx, ebx, esp, ebp, esi, edi];
 const G64: [AsmRegister64; 16] = [
     rax, rcx, rdx, rbx, rsp, rbp, rsi, rdi, r8, r9, r10, r11, r12, r13, r14, r15,
@@ -116,6 +208,7 @@ fn harness16() -> Result<Harness, IcedError> {
     a.mov(es, ax)?;
     a.mov(ss, ax)?;
     a.mov(esp, HSTACK_TOP as u32)?;
+    set_tsc_aux(&mut a)?;
     a.set_label(&mut top)?;
     a.cld()?;
     a.cmp(m(CTRL), 0)?;
@@ -135,6 +228,7 @@ fn harness16() -> Result<Harness, IcedError> {
     a.xor(ax, ax)?;
     a.mov(ds, ax)?;
     a.mov(m(OUT + out::STATUS), STATUS_PENDING as u32)?;
+    restore_sys(&mut a, Bits::Real16)?;
     a.mov(esp, (CUR + 0x80) as u32)?;
     a.popf()?;
     for (i, r) in G32.iter().enumerate() {
@@ -163,6 +257,7 @@ fn harness16() -> Result<Harness, IcedError> {
     a.xor(ax, ax)?;
     a.mov(ds, ax)?;
     a.mov(es, ax)?;
+    save_sys(&mut a, Bits::Real16)?;
     a.mov(si, DATA as u32)?;
     a.mov(di, (OUT + out::DATA) as u32)?;
     a.mov(cx, (DATA_SIZE / 2) as u32)?;
@@ -175,7 +270,7 @@ fn harness16() -> Result<Harness, IcedError> {
     a.rep().movsw()?;
     a.xor(ax, ax)?;
     a.mov(es, ax)?;
-    a.add(word_ptr(CTRL + 4), (RECORD / 16) as u32)?;
+    a.add(word_ptr(CTRL + 4), (IN_RECORD / 16) as u32)?;
     a.add(word_ptr(CTRL + 8), (RECORD / 16) as u32)?;
     a.dec(m(CTRL))?;
     a.jmp(top)?;
@@ -226,6 +321,7 @@ fn harness16p() -> Result<Harness, IcedError> {
     let m = |x: u64| dword_ptr(x);
     a.cli()?;
     a.mov(esp, HSTACK_TOP as u32)?;
+    set_tsc_aux(&mut a)?;
     a.set_label(&mut top)?;
     a.cld()?;
     a.cmp(m(CTRL), 0)?;
@@ -241,6 +337,7 @@ fn harness16p() -> Result<Harness, IcedError> {
         a32_rep_movsw(&mut a)?;
     }
     a.mov(m(OUT + out::STATUS), STATUS_PENDING as u32)?;
+    restore_sys(&mut a, Bits::Prot16)?;
     a.mov(esp, (CUR + 0x80) as u32)?;
     a.popf()?;
     for (i, r) in G32.iter().enumerate() {
@@ -266,6 +363,7 @@ fn harness16p() -> Result<Harness, IcedError> {
     a.set_label(&mut finish)?;
     a.mov(esp, HSTACK_TOP as u32)?;
     a.cld()?;
+    save_sys(&mut a, Bits::Prot16)?;
     a.mov(esi, DATA as u32)?;
     a.mov(edi, (OUT + out::DATA) as u32)?;
     a.mov(ecx, (DATA_SIZE / 2) as u32)?;
@@ -274,7 +372,7 @@ fn harness16p() -> Result<Harness, IcedError> {
     a.mov(edi, m(CTRL + 8))?;
     a.mov(ecx, (RECORD / 2) as u32)?;
     a32_rep_movsw(&mut a)?;
-    a.add(m(CTRL + 4), RECORD as u32)?;
+    a.add(m(CTRL + 4), IN_RECORD as u32)?;
     a.add(m(CTRL + 8), RECORD as u32)?;
     a.dec(m(CTRL))?;
     a.jmp(top)?;
@@ -329,6 +427,7 @@ fn harness32() -> Result<Harness, IcedError> {
     let m = |x: u64| dword_ptr(x);
     a.cli()?;
     a.mov(esp, HSTACK_TOP as u32)?;
+    set_tsc_aux(&mut a)?;
     a.set_label(&mut top)?;
     a.cld()?;
     a.cmp(m(CTRL), 0)?;
@@ -344,6 +443,7 @@ fn harness32() -> Result<Harness, IcedError> {
         a.rep().movsd()?;
     }
     a.mov(m(OUT + out::STATUS), STATUS_PENDING as u32)?;
+    restore_sys(&mut a, Bits::Prot32)?;
     a.mov(esp, (CUR + 0x80) as u32)?;
     a.popfd()?;
     for (i, r) in G32.iter().enumerate() {
@@ -369,6 +469,7 @@ fn harness32() -> Result<Harness, IcedError> {
     a.set_label(&mut finish)?;
     a.mov(esp, HSTACK_TOP as u32)?;
     a.cld()?;
+    save_sys(&mut a, Bits::Prot32)?;
     a.mov(esi, DATA as u32)?;
     a.mov(edi, (OUT + out::DATA) as u32)?;
     a.mov(ecx, (DATA_SIZE / 4) as u32)?;
@@ -377,7 +478,7 @@ fn harness32() -> Result<Harness, IcedError> {
     a.mov(edi, m(CTRL + 8))?;
     a.mov(ecx, (RECORD / 4) as u32)?;
     a.rep().movsd()?;
-    a.add(m(CTRL + 4), RECORD as u32)?;
+    a.add(m(CTRL + 4), IN_RECORD as u32)?;
     a.add(m(CTRL + 8), RECORD as u32)?;
     a.dec(m(CTRL))?;
     a.jmp(top)?;
@@ -433,6 +534,7 @@ fn harness64() -> Result<Harness, IcedError> {
     let d = |x: u64| dword_ptr(x);
     a.cli()?;
     a.mov(rsp, HSTACK_TOP)?;
+    set_tsc_aux(&mut a)?;
     a.set_label(&mut top)?;
     a.cld()?;
     a.cmp(d(CTRL), 0)?;
@@ -448,6 +550,7 @@ fn harness64() -> Result<Harness, IcedError> {
         a.rep().movsq()?;
     }
     a.mov(m(OUT + out::STATUS), STATUS_PENDING as i32)?;
+    restore_sys(&mut a, Bits::Long64)?;
     a.mov(rsp, CUR + 0x80)?;
     a.popfq()?;
     for (i, r) in G64.iter().enumerate() {
@@ -473,6 +576,7 @@ fn harness64() -> Result<Harness, IcedError> {
     a.set_label(&mut finish)?;
     a.mov(rsp, HSTACK_TOP)?;
     a.cld()?;
+    save_sys(&mut a, Bits::Long64)?;
     a.mov(esi, DATA as u32)?;
     a.mov(edi, (OUT + out::DATA) as u32)?;
     a.mov(ecx, (DATA_SIZE / 8) as u32)?;
@@ -481,7 +585,7 @@ fn harness64() -> Result<Harness, IcedError> {
     a.mov(edi, d(CTRL + 8))?;
     a.mov(ecx, (RECORD / 8) as u32)?;
     a.rep().movsq()?;
-    a.add(d(CTRL + 4), RECORD as i32)?;
+    a.add(d(CTRL + 4), IN_RECORD as i32)?;
     a.add(d(CTRL + 8), RECORD as i32)?;
     a.dec(d(CTRL))?;
     a.jmp(top)?;
@@ -527,15 +631,23 @@ fn harness64() -> Result<Harness, IcedError> {
     finish_assembly(a, back, &stubs)
 }
 
-/// The input record of `case`: GPRs, RFLAGS (bit 1 set, IF clear), code with its
+/// The input record of `case`: GPRs, RFLAGS (bit 1 set, IF clear), CR0, CR4, CR2, code with its
 /// terminator (padded with `int3`), data.
 pub fn input_record(case: &KCase, back: u64) -> Result<Vec<u8>, String> {
-    let mut rec = vec![0u8; RECORD as usize];
+    let mut rec = vec![0u8; IN_RECORD as usize];
     for (i, v) in case.gpr.iter().enumerate() {
         rec[8 * i..8 * i + 8].copy_from_slice(&v.to_le_bytes());
     }
     let fl = (case.rflags & super::COMPARED_FLAGS & !hyperplug_oracle::case::rflags::IF) | 2;
     rec[0x80..0x88].copy_from_slice(&fl.to_le_bytes());
+    for (f, v) in [
+        (cur::CR0, case.cr0),
+        (cur::CR4, case.cr4),
+        (cur::CR2, case.cr2),
+    ] {
+        let v = v & case.bits.gpr_mask();
+        rec[f as usize..f as usize + 8].copy_from_slice(&v.to_le_bytes());
+    }
     let mut code = case.code.clone();
     code.extend_from_slice(&terminator(case, back)?);
     if code.len() > CODE_SIZE {
@@ -568,6 +680,7 @@ fn outcome(bits: Bits, rec: &[u8]) -> Result<Option<KOutcome>, String> {
         return Ok(None);
     }
     let data = rec[out::DATA as usize..out::DATA as usize + DATA_SIZE].to_vec();
+    let sys = sys_state(bits, rec);
     if status == STATUS_DONE {
         return Ok(Some(KOutcome {
             gpr,
@@ -575,6 +688,7 @@ fn outcome(bits: Bits, rec: &[u8]) -> Result<Option<KOutcome>, String> {
             ip: 0,
             exception: None,
             data,
+            sys,
         }));
     }
     let vector = u8::try_from(status).map_err(|_| format!("bad status {status:#x}"))?;
@@ -595,7 +709,49 @@ fn outcome(bits: Bits, rec: &[u8]) -> Result<Option<KOutcome>, String> {
             error_code: has_error_code(bits, vector).then_some(w(out::ERROR) as u32),
         }),
         data,
+        sys,
     }))
+}
+
+/// The system state the harness stored in an output record. Descriptor-table bases
+/// are 32 bits outside 64-bit mode (SGDT/SIDT store 4 bytes of base there, SDM vol.
+/// 2B, SGDT); STR/SLDT and the GDT bytes are not read in real mode.
+fn sys_state(bits: Bits, rec: &[u8]) -> SysState {
+    let u = |o: u64, n: usize| -> u64 {
+        let o = o as usize;
+        let mut b = [0u8; 8];
+        b[..n].copy_from_slice(&rec[o..o + n]);
+        u64::from_le_bytes(b)
+    };
+    let mask = bits.gpr_mask();
+    let bw = if bits == Bits::Long64 { 8 } else { 4 };
+    let dt = |o: u64| (u(o, 2) as u16, u(o + 2, bw));
+    let prot = bits != Bits::Real16;
+    SysState {
+        cr: [
+            u(out::CR0, 8) & mask,
+            u(out::CR2, 8) & mask,
+            u(out::CR3, 8) & mask,
+            u(out::CR4, 8) & mask,
+            if bits == Bits::Long64 {
+                u(out::CR8, 8)
+            } else {
+                0
+            },
+        ],
+        gdtr: dt(out::GDTR),
+        idtr: dt(out::IDTR),
+        tr: if prot { u(out::TR, 2) as u16 } else { 0 },
+        ldtr: if prot { u(out::LDTR, 2) as u16 } else { 0 },
+        tss_access: if prot {
+            [
+                rec[out::TSS_ACCESS as usize],
+                rec[out::TSS2_ACCESS as usize],
+            ]
+        } else {
+            [0; 2]
+        },
+    }
 }
 
 /// The KVM oracle: the kvm backend and the assembled harnesses.
@@ -605,6 +761,8 @@ pub struct KvmOracle {
     harness: Vec<(Bits, Harness)>,
     /// VMs created so far.
     pub vms: u64,
+    /// The guest's CPUID features, read by a probe case.
+    pub features: GuestFeatures,
 }
 
 impl std::fmt::Debug for KvmOracle {
@@ -624,12 +782,38 @@ impl KvmOracle {
         for b in Bits::ALL {
             harness.push((b, self::harness(b)?));
         }
-        Ok(KvmOracle {
+        let mut o = KvmOracle {
             inventory,
             backend,
             harness,
             vms: 0,
-        })
+            features: GuestFeatures::default(),
+        };
+        o.features = o.read_features()?;
+        Ok(o)
+    }
+
+    /// Runs CPUID leaves 1, 7.0 and 0x80000001 in a 64-bit probe case and reads the
+    /// features the generator needs ([`GuestFeatures::from_cpuid`]).
+    fn read_features(&mut self) -> Result<GuestFeatures, String> {
+        let code = cpuid_probe().map_err(|e| format!("assembling the CPUID probe: {e}"))?;
+        let case = KCase::new(Bits::Long64, code, [0; 16], 0, vec![0; DATA_SIZE]);
+        match self.probe(&case)? {
+            KvmResult::Done(o) if o.exception.is_none() => Ok(GuestFeatures::from_cpuid(
+                o.gpr[8] as u32,
+                o.gpr[9] as u32,
+                o.gpr[10] as u32,
+                o.gpr[11] as u32,
+            )),
+            other => Err(format!("the CPUID probe ended with {other:?}")),
+        }
+    }
+
+    /// Runs one case alone in a fresh VM.
+    pub fn probe(&mut self, case: &KCase) -> Result<KvmResult, String> {
+        let mut r = self.run_vm(std::slice::from_ref(case))?;
+        r.pop()
+            .ok_or_else(|| "the probe VM returned no result".to_string())
     }
 
     fn harness_for(&self, bits: Bits) -> Result<&Harness, String> {
@@ -691,10 +875,24 @@ impl KvmOracle {
         } else {
             (INPUTS, OUTPUTS)
         };
-        let mut ctrl = [0u8; 12];
+        let mut ctrl = [0u8; 0x48];
         ctrl[..4].copy_from_slice(&(cases.len() as u32).to_le_bytes());
         ctrl[4..8].copy_from_slice(&(inp as u32).to_le_bytes());
         ctrl[8..12].copy_from_slice(&(outp as u32).to_le_bytes());
+        let dt = |at: usize, c: &mut [u8], limit: u16, base: u64| {
+            c[at..at + 2].copy_from_slice(&limit.to_le_bytes());
+            c[at + 2..at + 10].copy_from_slice(&base.to_le_bytes());
+        };
+        dt((HGDTR - CTRL) as usize, &mut ctrl, GDT_LIMIT, GDT);
+        dt(
+            (HIDTR - CTRL) as usize,
+            &mut ctrl,
+            (idt.len() - 1) as u16,
+            idt_base,
+        );
+        let aux = u32::from(self.features.rdtscp || self.features.rdpid);
+        let at = (CTRL_SET_TSC_AUX - CTRL) as usize;
+        ctrl[at..at + 4].copy_from_slice(&aux.to_le_bytes());
         put(CTRL, &ctrl)?;
         let mut pending = vec![0u8; RECORD as usize];
         pending[out::STATUS as usize..out::STATUS as usize + 8]
@@ -703,7 +901,7 @@ impl KvmOracle {
             if c.bits != bits {
                 return Err("a batch mixes modes".into());
             }
-            put(INPUTS + RECORD * i as u64, &input_record(c, h.back)?)?;
+            put(INPUTS + IN_RECORD * i as u64, &input_record(c, h.back)?)?;
             put(OUTPUTS + RECORD * i as u64, &pending)?;
         }
         let regs = Regs {
@@ -740,7 +938,7 @@ impl KvmOracle {
                 .read_slice(&mut rec, GuestAddress(OUTPUTS + RECORD * i as u64))
                 .map_err(|e| format!("reading results: {e}"))?;
             match outcome_for(c, &rec)? {
-                Some(o) => results.push(KvmResult::Done(o)),
+                Some(o) => results.push(KvmResult::Done(Box::new(o))),
                 None => match &internal {
                     Some(why) => {
                         results.push(KvmResult::InternalError(why.clone()));
@@ -758,6 +956,26 @@ impl KvmOracle {
         }
         Ok(results)
     }
+}
+
+/// The CPUID probe: R8D ← CPUID.01H:ECX, R9D/R10D ← CPUID.(07H,0):EBX/ECX, R11D ←
+/// CPUID.80000001H:EDX.
+fn cpuid_probe() -> Result<Vec<u8>, IcedError> {
+    let mut a = CodeAssembler::new(64)?;
+    a.mov(eax, 1u32)?;
+    a.xor(ecx, ecx)?;
+    a.cpuid()?;
+    a.mov(r8d, ecx)?;
+    a.mov(eax, 7u32)?;
+    a.xor(ecx, ecx)?;
+    a.cpuid()?;
+    a.mov(r9d, ebx)?;
+    a.mov(r10d, ecx)?;
+    a.mov(eax, 0x8000_0001u32)?;
+    a.xor(ecx, ecx)?;
+    a.cpuid()?;
+    a.mov(r11d, edx)?;
+    a.assemble(CODE)
 }
 
 /// [`outcome`] with the completion IP filled in.
@@ -802,13 +1020,7 @@ mod tests {
     fn terminator_reaches_back() {
         for b in Bits::ALL {
             let h = harness(b).expect("assembles");
-            let case = KCase {
-                bits: b,
-                code: vec![0x90; 7],
-                gpr: [0; 16],
-                rflags: 0,
-                data: vec![],
-            };
+            let case = KCase::new(b, vec![0x90; 7], [0; 16], 0, vec![]);
             let t = terminator(&case, h.back).expect("encodes");
             let mut d = Decoder::with_ip(b.width(), &t, case.end_ip(), DecoderOptions::NONE);
             let i = d.decode();

@@ -4,8 +4,9 @@
 //! | range | what |
 //! |---|---|
 //! | `0x0000` | real-mode IVT (SDM vol. 3, 21.1.4) |
-//! | `0x0800` | GDT: null, 0x08 code32, 0x10 data, 0x18 code64, 0x20 64-bit TSS, 0x30 code16 |
+//! | `0x0800` | GDT: null, 0x08 code32, 0x10 data, 0x18 code64, 0x20 TSS (busy), 0x30 code16, 0x38 LDT, 0x48 a second TSS descriptor (available) for the same TSS, 0x58 data, 0x60 a not-present LDT |
 //! | `0x0900` | 64-bit TSS (IST1 = [`IST_TOP`]) |
+//! | `0x0a00` | the LDT (three null entries) |
 //! | `0x1000` | IDT (32 gates) |
 //! | `0x2000`, `0x3000`, `0x4000` | PML4, PDPT, PD (one 2-MiB identity page) |
 //! | `0x5000` | the harness ([`HARNESS`]) |
@@ -25,10 +26,14 @@ use hyperplug_plugin_api::state::{DTable, Segment, Sregs};
 
 /// GDT base.
 pub const GDT: u64 = 0x0800;
-/// GDT limit (seven 8-byte slots, the TSS descriptor taking two).
-pub const GDT_LIMIT: u16 = 0x37;
+/// GDT limit (fourteen 8-byte slots; TSS and LDT descriptors take two in long mode).
+pub const GDT_LIMIT: u16 = 0x6f;
 /// 64-bit TSS.
 pub const TSS: u64 = 0x0900;
+/// The LDT the LDT descriptor at [`LDT_SEL`] describes.
+pub const LDT: u64 = 0x0a00;
+/// LDT limit (three entries).
+pub const LDT_LIMIT: u64 = 0x17;
 /// IDT base.
 pub const IDT: u64 = 0x1000;
 /// Vectors with a handler.
@@ -49,12 +54,25 @@ pub const HSTACK_TOP: u64 = 0x7400;
 /// The 64-bit exception stack top (TSS IST1), so long-mode exceptions leave the
 /// snippet's stack alone (SDM vol. 3, 6.14.5).
 pub const IST_TOP: u64 = 0x7600;
-/// The current case's registers: 16 GPRs, then RFLAGS at +0x80.
+/// The current case's registers: 16 GPRs, then RFLAGS at +0x80, then the initial
+/// control registers ([`cur`]).
 pub const CUR: u64 = 0x7600;
-/// Bytes of registers in a record.
-pub const REGS_SIZE: u64 = 0x90;
+/// Bytes of registers (and initial control registers) in an input record.
+pub const REGS_SIZE: u64 = 0xb0;
+/// Input-record fields after the GPRs.
+pub mod cur {
+    /// RFLAGS.
+    pub const RFLAGS: u64 = 0x80;
+    /// Initial CR0.
+    pub const CR0: u64 = 0x90;
+    /// Initial CR4.
+    pub const CR4: u64 = 0x98;
+    /// Initial CR2.
+    pub const CR2: u64 = 0xa0;
+}
 /// The current result: 16 GPRs, +0x80 RFLAGS, +0x88 status, +0x90 error code,
-/// +0x98 IP, +0xa0 frame size, +0x100 data area.
+/// +0x98 IP, +0xa0 frame size, +0xa8.. the system state ([`out::CR0`] ..), +0x100
+/// data area.
 pub const OUT: u64 = 0x7700;
 /// Result fields.
 pub mod out {
@@ -68,6 +86,28 @@ pub mod out {
     pub const IP: u64 = 0x98;
     /// Bytes the CPU pushed on the snippet's stack (16/32-bit modes).
     pub const FRAME: u64 = 0xa0;
+    /// CR0 after the case.
+    pub const CR0: u64 = 0xa8;
+    /// CR2.
+    pub const CR2: u64 = 0xb0;
+    /// CR3.
+    pub const CR3: u64 = 0xb8;
+    /// CR4.
+    pub const CR4: u64 = 0xc0;
+    /// CR8 (64-bit mode only).
+    pub const CR8: u64 = 0xc8;
+    /// SGDT image (limit, then the base).
+    pub const GDTR: u64 = 0xd0;
+    /// SIDT image.
+    pub const IDTR: u64 = 0xe0;
+    /// STR (protected modes only).
+    pub const TR: u64 = 0xf0;
+    /// SLDT (protected modes only).
+    pub const LDTR: u64 = 0xf2;
+    /// The access byte of the TSS descriptor at [`super::TSS_SEL`].
+    pub const TSS_ACCESS: u64 = 0xf4;
+    /// The access byte of the TSS descriptor at [`super::TSS2_SEL`].
+    pub const TSS2_ACCESS: u64 = 0xf5;
     /// The data area copy.
     pub const DATA: u64 = 0x100;
 }
@@ -83,12 +123,19 @@ pub const CODE_SIZE: usize = 0x70;
 pub const DATA: u64 = 0x8000;
 /// Bytes of the data area.
 pub const DATA_SIZE: usize = 0x100;
-/// Input records: registers (0x90), code (0x70), data (0x100).
+/// Input records: registers and control registers ([`REGS_SIZE`]), code (0x70),
+/// data (0x100).
 pub const INPUTS: u64 = 0x1_0000;
 /// Output records: a copy of [`OUT`].
 pub const OUTPUTS: u64 = 0x5_8000;
-/// Bytes per input or output record.
+/// Bytes per input record.
+pub const IN_RECORD: u64 = REGS_SIZE + CODE_SIZE as u64 + DATA_SIZE as u64;
+/// Bytes per output record.
 pub const RECORD: u64 = 0x200;
+/// Where the harness keeps the GDTR image it restores before each case.
+pub const HGDTR: u64 = CTRL + 0x20;
+/// Where the harness keeps the IDTR image it restores before each case.
+pub const HIDTR: u64 = CTRL + 0x30;
 /// Most cases per VM run (records must stay below 640 KiB for real mode).
 pub const BATCH: usize = 500;
 /// Guest RAM.
@@ -104,6 +151,14 @@ pub const CS64: u16 = 0x18;
 pub const TSS_SEL: u16 = 0x20;
 /// 16-bit code selector.
 pub const CS16: u16 = 0x30;
+/// LDT descriptor selector.
+pub const LDT_SEL: u16 = 0x38;
+/// A second (available) TSS descriptor for the same TSS, for LTR.
+pub const TSS2_SEL: u16 = 0x48;
+/// A data-segment descriptor (not a system descriptor: LLDT/LTR #GP).
+pub const DATA2_SEL: u16 = 0x58;
+/// A not-present LDT descriptor (LLDT #NP).
+pub const LDT_NP_SEL: u16 = 0x60;
 
 /// A code/data descriptor (SDM vol. 3, 3.4.5, Figure 3-8): base 0, limit 0xfffff,
 /// G = 1, P = 1, S = 1, DPL 0, accessed types so the CPU never writes the GDT.
@@ -111,19 +166,42 @@ fn desc(typ: u64, l: u64, db: u64) -> u64 {
     0xffff | typ << 40 | 1 << 44 | 1 << 47 | 0xf << 48 | l << 53 | db << 54 | 1 << 55
 }
 
-/// The GDT image.
+/// A system descriptor's low 8 bytes (SDM vol. 3, 3.5, Figure 3-8; long mode 8.2.3,
+/// Figure 8-4 adds bits 63:32 of the base in the next 8 bytes): base, limit, type,
+/// P = `present`, S = 0, DPL 0.
+fn sys_desc(base: u64, limit: u64, typ: u64, present: bool) -> u64 {
+    (limit & 0xffff)
+        | (base & 0xff_ffff) << 16
+        | typ << 40
+        | u64::from(present) << 47
+        | (limit >> 16 & 0xf) << 48
+        | (base >> 24 & 0xff) << 56
+}
+
+/// Offset of a descriptor's access byte (type, S, DPL, P) in the descriptor.
+pub const ACCESS_BYTE: u64 = 5;
+
+/// The GDT image as each case starts: the TSS at [`TSS_SEL`] busy (TR holds it), the
+/// one at [`TSS2_SEL`] available. In 16/32-bit protected mode a 16-byte system
+/// descriptor reads as the 8-byte legacy one (type 9/0xB: 32-bit TSS, type 2: LDT)
+/// followed by a null slot.
 pub fn gdt() -> Vec<u8> {
-    // 64-bit TSS descriptor (SDM vol. 3, 8.2.3, Figure 8-4): type 9 (available).
-    let tss_lo = 0x67 | (TSS & 0xff_ffff) << 16 | 0x9 << 40 | 1 << 47 | (TSS >> 24 & 0xff) << 56;
     let e = [
         0,
         desc(0xb, 0, 1),
         desc(0x3, 0, 1),
         desc(0xb, 1, 0),
-        tss_lo,
+        sys_desc(TSS, 0x67, 0xb, true),
         TSS >> 32,
         // 16-bit code: limit 0xffff, G = 0, D = 0.
         desc(0xb, 0, 0) & !(0xf << 48 | 1 << 55),
+        sys_desc(LDT, LDT_LIMIT, 0x2, true),
+        LDT >> 32,
+        sys_desc(TSS, 0x67, 0x9, true),
+        TSS >> 32,
+        desc(0x3, 0, 1),
+        sys_desc(LDT, LDT_LIMIT, 0x2, false),
+        0,
     ];
     e.iter().flat_map(|w| w.to_le_bytes()).collect()
 }
@@ -289,7 +367,7 @@ pub fn kvm_sregs(bits: Bits, base: &Sregs) -> Sregs {
     s.tr = Segment {
         base: TSS,
         limit: 0x67,
-        selector: if bits == Bits::Long64 { TSS_SEL } else { 0 },
+        selector: if bits == Bits::Real16 { 0 } else { TSS_SEL },
         type_: 0xb,
         present: 1,
         ..Segment::default()
@@ -347,7 +425,7 @@ pub fn emu_cpu(bits: Bits) -> Cpu {
     }
     cpu.seg[SegReg::Cs as usize] = code.emu();
     cpu.tr = Seg {
-        selector: if bits == Bits::Long64 { TSS_SEL } else { 0 },
+        selector: if bits == Bits::Real16 { 0 } else { TSS_SEL },
         base: TSS,
         limit: 0x67,
         typ: 0xb,
