@@ -359,6 +359,11 @@ impl Engine {
             Err(f) => return self.fault(cpu, bus, policy, f, snap, None),
         };
         let len = usize::from(d.len);
+        // A locked read-modify-write is atomic with respect to every other
+        // vCPU's locked operation (SDM vol. 3, 9.1.2.2 "Software Controlled
+        // Bus Locking"; XCHG with memory locks implicitly): hold the lock
+        // from the first read to the commit of the writes.
+        let _bus_lock = is_locked(&d.insn).then(bus_lock);
         let mut cx = Ctx::new(cpu, bus, &mut self.st, policy, mode);
         cx.insn = d.insn;
         cx.bytes = d.bytes;
@@ -780,4 +785,21 @@ impl<'a, B: Bus> Ctx<'a, B> {
         }
         Ok(())
     }
+}
+
+/// The lock that makes locked read-modify-write instructions atomic across
+/// the engines (vCPUs) of this process.
+static BUS_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Takes [`BUS_LOCK`] (a panic elsewhere never poisons the bus).
+fn bus_lock() -> std::sync::MutexGuard<'static, ()> {
+    BUS_LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// LOCK-prefixed instructions, and XCHG with a memory operand (always
+/// locked: SDM vol. 2, XCHG).
+pub(crate) fn is_locked(i: &Instruction) -> bool {
+    i.has_lock_prefix()
+        || (i.mnemonic() == iced_x86::Mnemonic::Xchg
+            && (0..i.op_count()).any(|n| i.op_kind(n) == iced_x86::OpKind::Memory))
 }

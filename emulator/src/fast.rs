@@ -178,7 +178,7 @@ fn mem_ref(i: &Instruction, asz: u8) -> Option<MemRef> {
 
 /// The fast form of `i` (decoded at `bitness` with address size `asz`).
 pub(crate) fn classify(i: &Instruction, bitness: u32, asz: u8) -> Fast {
-    if bitness != 64 || i.has_lock_prefix() {
+    if bitness != 64 || crate::exec::is_locked(i) {
         return Fast::None;
     }
     classify64(i, asz).unwrap_or(Fast::None)

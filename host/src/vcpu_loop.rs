@@ -154,9 +154,9 @@ impl VcpuRunner<'_> {
             .get_sregs()
             .into_result()
             .map_err(|e| self.err("get special registers", e))?;
+        init_state(&mut s);
         s.cs.selector = u16::from(vector) << 8;
         s.cs.base = u64::from(vector) << 12;
-        s.cs.limit = 0xffff;
         self.vcpu
             .set_sregs(s)
             .into_result()
@@ -417,4 +417,48 @@ impl VcpuRunner<'_> {
         }
         Ok(())
     }
+}
+
+/// The special registers after INIT (SDM vol. 3, 10.1.1 "Processor State
+/// After Reset", Table 10-1, which INIT establishes too): real mode, every
+/// segment base 0 / limit FFFFH / present read-write accessed data (CS:
+/// execute-read accessed code), GDTR and IDTR base 0 / limit FFFFH, CR0
+/// 60000010H, CR2-CR4 and EFER 0. The local APIC base is kept.
+pub fn init_state(s: &mut hyperplug_plugin_api::state::Sregs) {
+    use hyperplug_plugin_api::state::{DTable, Segment};
+    let seg = |type_| Segment {
+        base: 0,
+        limit: 0xffff,
+        selector: 0,
+        type_,
+        present: 1,
+        s: 1,
+        ..Default::default()
+    };
+    s.cs = seg(0xb);
+    for r in [&mut s.ds, &mut s.es, &mut s.fs, &mut s.gs, &mut s.ss] {
+        *r = seg(3);
+    }
+    s.ldt = Segment {
+        s: 0,
+        type_: 2,
+        ..seg(2)
+    };
+    s.tr = Segment {
+        s: 0,
+        type_: 3,
+        ..seg(3)
+    };
+    s.gdt = DTable {
+        base: 0,
+        limit: 0xffff,
+        ..Default::default()
+    };
+    s.idt = s.gdt;
+    s.cr0 = 0x6000_0010;
+    s.cr2 = 0;
+    s.cr3 = 0;
+    s.cr4 = 0;
+    s.cr8 = 0;
+    s.efer = 0;
 }
