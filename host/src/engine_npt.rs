@@ -15,6 +15,11 @@ use hyperplug_mmu::{AccessKind, NestedFault};
 use std::cell::Cell;
 use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
 
+/// Physical-address width of the nested tables: below 52 so that entries
+/// have reserved bits for the MMIO marker (APM vol. 2, 15.25.6), and equal
+/// to the width the software backends report in CPUID 8000_0008h.
+const NPT_MAXPHYADDR: u8 = 48;
+
 /// NPF EXITINFO1 bit 3: a reserved bit was set (the MMIO marker entry).
 const NPF_RSVD: u64 = 1 << 3;
 
@@ -38,7 +43,7 @@ pub struct NptState {
 impl NptState {
     /// Empty 4-level NPT tables covering the slots of `mem`.
     pub fn new(mem: &GuestMemory) -> Result<Self, String> {
-        let mut tdp = TdpMmu::new_npt(4, true, 52).map_err(|e| e.to_string())?;
+        let mut tdp = TdpMmu::new_npt(4, true, NPT_MAXPHYADDR).map_err(|e| e.to_string())?;
         for (i, r) in mem.iter().enumerate() {
             let gpa = r.start_addr().0;
             let slot = SlotRange {

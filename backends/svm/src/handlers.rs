@@ -48,6 +48,25 @@ impl SvmVcpu {
     }
 }
 
+/// Resolving the same fault this many times in a row means no progress.
+const MAX_REPEATED_FAULTS: u32 = 16;
+
+impl SvmVcpu {
+    /// Notes a resolved fault at `addr`; an error exit when it keeps recurring.
+    fn fault_progress(&mut self, addr: u64, what: &str) -> Option<Flow> {
+        if self.repeat_fault.0 == addr {
+            self.repeat_fault.1 += 1;
+        } else {
+            self.repeat_fault = (addr, 1);
+        }
+        (self.repeat_fault.1 > MAX_REPEATED_FAULTS).then(|| {
+            Flow::Exit(internal(&format!(
+                "{what} at {addr:#x} resolved {MAX_REPEATED_FAULTS} times without progress"
+            )))
+        })
+    }
+}
+
 /// Handles exit `x` (the engine stop `ev`).
 pub fn handle(v: &mut SvmVcpu, ev: &EngineEvent, x: &VmExit) -> Result<Flow, PluginError> {
     let code = x.code;
@@ -113,7 +132,9 @@ pub fn handle(v: &mut SvmVcpu, ev: &EngineEvent, x: &VmExit) -> Result<Flow, Plu
             let linear = address.into_option().unwrap_or(0);
             let ec = error_code.into_option().unwrap_or(0);
             match v.engine.shadow_page_fault(linear, ec).into_result()? {
-                ShadowOutcome::Fixed => Flow::Resume,
+                ShadowOutcome::Fixed => v
+                    .fault_progress(linear, "shadow page fault")
+                    .unwrap_or(Flow::Resume),
                 ShadowOutcome::Reflect {
                     error_code,
                     address,
@@ -145,7 +166,9 @@ pub fn handle(v: &mut SvmVcpu, ev: &EngineEvent, x: &VmExit) -> Result<Flow, Plu
         EngineStop::NestedFault { gpa, info, .. } => {
             let write = info & crate::exitinfo::npf::RW != 0;
             match v.engine.nested_page_fault(*gpa, write).into_result()? {
-                NestedOutcome::Mapped | NestedOutcome::Mmio => Flow::Resume,
+                NestedOutcome::Mapped | NestedOutcome::Mmio => v
+                    .fault_progress(*gpa, "nested page fault")
+                    .unwrap_or(Flow::Resume),
             }
         }
         EngineStop::TableUnbacked { gpa } => Flow::Exit(internal(&format!(

@@ -42,6 +42,9 @@ impl SvmVcpu {
                 };
                 self.engine.execute(p, SLICE).into_result()?
             };
+            if ev.retired > 0 {
+                self.repeat_fault = (u64::MAX, 0);
+            }
             match &ev.stop {
                 EngineStop::Budget if self.lift => {
                     // The emulated instruction retired.

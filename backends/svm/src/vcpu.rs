@@ -51,6 +51,10 @@ pub struct SvmVcpu {
     /// The last exit was a port or MMIO write the host performs without
     /// calling `complete_io` (as with KVM): complete it at the next run.
     pub(crate) write_pending: bool,
+    /// The address of the last resolved #PF/NPF and how many times in a row
+    /// it was resolved: a fault that keeps coming back after "fixed" is a
+    /// host bug, reported instead of looping forever.
+    pub(crate) repeat_fault: (u64, u32),
 }
 
 impl SvmVcpu {
@@ -90,6 +94,7 @@ impl SvmVcpu {
             pending_msr: None,
             kick: KickFlag::default(),
             write_pending: false,
+            repeat_fault: (u64::MAX, 0),
         };
         v.store_state();
         Ok(v)
