@@ -56,10 +56,7 @@ fn library_without_root_module() {
 fn plugin_of_another_abi_major_version() {
     let lib = built_library("fixture_bad_abi");
     let r = run(&["run", "--device", lib.to_str().unwrap()]);
-    let ours = format!(
-        "ABI {}",
-        hyperplug_plugin_api::AbiVersion::current()
-    );
+    let ours = format!("ABI {}", hyperplug_plugin_api::AbiVersion::current());
     assert_clean_error(&r, &["libfixture_bad_abi.so", "ABI 99.0.0", &ours]);
 }
 

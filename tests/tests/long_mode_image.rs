@@ -10,9 +10,6 @@ use support::*;
 
 #[test]
 fn long_mode_raw_image_exits_through_debug_exit() {
-    if !kvm_usable_or_skip("long mode raw image") {
-        return;
-    }
     let g = long_mode_hello_guest().expect("assemble long-mode guest");
     let r = run_guest(&g, "long", &[], b"");
     let want = ((LONG_MODE_EXIT_VALUE << 1) | 1) as i32;
@@ -28,9 +25,6 @@ fn long_mode_raw_image_exits_through_debug_exit() {
 
 #[test]
 fn debug_exit_can_be_turned_off() {
-    if !kvm_usable_or_skip("no debug-exit") {
-        return;
-    }
     let g = long_mode_hello_guest().expect("assemble long-mode guest");
     // Without the device the write to 0xf4 is dropped; the guest then halts
     // with interrupts off and the host stops it (status 6).

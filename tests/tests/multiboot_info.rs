@@ -9,9 +9,6 @@ use support::*;
 
 #[test]
 fn multiboot_guest_reads_its_info() {
-    if !kvm_usable_or_skip("multiboot info") {
-        return;
-    }
     let g = multiboot_info_guest().expect("assemble multiboot guest");
     let d = scratch_dir("multiboot");
     let kernel = d.join("mbtest.bin");
@@ -46,9 +43,6 @@ fn multiboot_guest_reads_its_info() {
 
 #[test]
 fn multiboot_memory_size_follows_memory_option() {
-    if !kvm_usable_or_skip("multiboot memory size") {
-        return;
-    }
     let g = multiboot_info_guest().expect("assemble multiboot guest");
     let d = scratch_dir("multiboot-mem");
     let kernel = d.join("k");

@@ -13,9 +13,6 @@ const BASE: u64 = 1_795_614_307;
 
 #[test]
 fn guest_reads_the_rtc_time() {
-    if !kvm_usable_or_skip("RTC guest") {
-        return;
-    }
     let g = rtc_guest().expect("assemble RTC guest");
     let dev = format!("rtc,base={BASE}");
     let r = run_guest(&g, "rtc", &["--device", &dev], b"");
@@ -32,9 +29,6 @@ fn guest_reads_the_rtc_time() {
 
 #[test]
 fn i8042_reset_ends_the_vm_with_guest_reset() {
-    if !kvm_usable_or_skip("i8042 reset") {
-        return;
-    }
     // Real mode: mov al, 0xfe; out 0x64, al (pulse the reset line); hlt
     let bytes = vec![0xb0, 0xfe, 0xe6, 0x64, 0xf4];
     let g = Guest {

@@ -12,9 +12,6 @@ const ITERATIONS: u32 = 1_000_000;
 
 #[test]
 fn four_vcpus_count_with_locked_adds() {
-    if !kvm_usable_or_skip("SMP") {
-        return;
-    }
     let aps = 3;
     let g = smp_counter_guest(aps, ITERATIONS).expect("assemble SMP guest");
     let start = std::time::Instant::now();

@@ -8,9 +8,6 @@ use support::*;
 
 #[test]
 fn triple_fault_stops_with_register_dump() {
-    if !kvm_usable_or_skip("triple fault") {
-        return;
-    }
     let g = triple_fault_guest().expect("assemble triple-fault guest");
     let r = run_guest(&g, "triple", &[], b"");
     assert_eq!(
@@ -34,9 +31,6 @@ fn triple_fault_stops_with_register_dump() {
 
 #[test]
 fn halt_with_interrupts_disabled_stops_cleanly() {
-    if !kvm_usable_or_skip("cli; hlt") {
-        return;
-    }
     // cli; hlt in 32-bit protected mode.
     let g = hyperplug_tests::Guest {
         bytes: vec![0xfa, 0xf4],

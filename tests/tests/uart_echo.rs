@@ -8,9 +8,6 @@ use support::*;
 
 #[test]
 fn guest_echoes_stdin_through_the_uart() {
-    if !kvm_usable_or_skip("uart echo") {
-        return;
-    }
     let g = uart_echo_guest().expect("assemble echo guest");
     let r = run_guest(&g, "echo", &[], b"hello, hyperplug!\nq");
     assert_eq!(
