@@ -88,18 +88,20 @@ impl SvmVcpu {
                 continue;
             };
             self.record_exit(&x);
+            // The trace describes the exit as recorded, before any handler
+            // moves RIP.
+            let line = self.exit_line();
             match crate::handlers::handle(self, &ev, &x)? {
                 // IOIO's line travels with the port exit that follows.
                 Flow::Resume if x.code == VMEXIT_IOIO => {}
                 Flow::Resume => {
                     if self.flags & hyperplug_plugin_api::backend::VmConfig::TRACE_EXITS != 0 {
-                        let line = format!("{} {}", exitcode::name(x.code), self.exit_line());
-                        self.trace(&line);
+                        self.trace(&format!("{} {line}", exitcode::name(x.code)));
                     }
                 }
                 Flow::Exit(mut e) => {
                     if e.native_detail.is_empty() {
-                        e.native_detail = self.exit_line().into();
+                        e.native_detail = line.into();
                     }
                     return Ok(e);
                 }
