@@ -72,8 +72,8 @@ mod mem;
 pub mod model;
 pub(crate) mod ops;
 pub mod policy;
-mod shadow;
 mod seg;
+mod shadow;
 mod task;
 mod utlb;
 
