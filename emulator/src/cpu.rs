@@ -370,6 +370,10 @@ impl Default for Cpu {
 pub const CR0_PE: u64 = 1;
 /// CR0.AM.
 pub const CR0_AM: u64 = 1 << 18;
+/// CR4.VME: virtual-8086 mode extensions (SDM vol. 3, 20.3).
+pub const CR4_VME: u64 = 1;
+/// CR4.PVI: protected-mode virtual interrupts (SDM vol. 3, 20.4).
+pub const CR4_PVI: u64 = 1 << 1;
 /// EFER.LMA.
 pub const EFER_LMA: u64 = 1 << 10;
 /// RFLAGS.VM.

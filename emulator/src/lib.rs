@@ -55,7 +55,7 @@
 //!
 //! # Not implemented yet
 //!
-//! 16-bit TSSs, the V86 interrupt-redirection bitmap and VME (CR4.VME), debug-register breakpoints, x87/SSE (all raise #UD).
+//! 16-bit TSSs, debug-register breakpoints, x87/SSE (all raise #UD).
 
 mod block;
 pub mod bus;

@@ -25,7 +25,7 @@ fn vendor_regs(v: &[u8; 12]) -> [u32; 3] {
 
 impl Default for CpuModel {
     /// A GenuineIntel model advertising only what the engine implements:
-    /// leaf 1 EDX = PSE(3), TSC(4), MSR(5), PAE(6), CX8(8), SEP(11), PGE(13),
+    /// leaf 1 EDX = VME(1), PSE(3), TSC(4), MSR(5), PAE(6), CX8(8), SEP(11), PGE(13),
     /// CMOV(15), PAT(16); leaf 1 ECX = CMPXCHG16B(13), MOVBE(22), POPCNT(23);
     /// leaf 7.0 EBX = BMI1(3), BMI2(8), INVPCID(10), ADX(19), ECX = RDPID(22); leaf 0x80000001 ECX = LAHF-SAHF(0),
     /// LZCNT(5), EDX = SYSCALL(11), NX(20), LM(29); 0x80000008 EAX = 48-bit
@@ -37,7 +37,8 @@ impl Default for CpuModel {
             subleaf: None,
             regs,
         };
-        let edx1 = (1 << 3)
+        let edx1 = (1 << 1)
+            | (1 << 3)
             | (1 << 4)
             | (1 << 5)
             | (1 << 6)

@@ -7,7 +7,7 @@
 //! to TSSs are in `gates`; IRET with NT returns to the linked task.
 
 use crate::bus::Bus;
-use crate::cpu::{reg, Mode, Seg, SegReg};
+use crate::cpu::{reg, Mode, Seg, SegReg, CR4_VME};
 use crate::deliver::Source;
 use crate::exception::{vector, Exception, OpResult};
 use crate::exec::Ctx;
@@ -260,8 +260,12 @@ pub(super) fn jcxz<B: Bus>(cx: &mut Ctx<'_, B>) -> OpResult {
 }
 
 /// INT n, INT3, INTO: software interrupts through the IVT/IDT with the
-/// return address after the instruction. In virtual-8086 mode with IOPL < 3,
-/// INT n is #GP(0) (no VME).
+/// return address after the instruction. INT n in virtual-8086 mode follows
+/// SDM vol. 3, Table 20-2: without CR4.VME, IOPL < 3 is #GP(0) and IOPL = 3
+/// goes to the protected-mode handler; with CR4.VME, a clear bit n in the
+/// TSS interrupt-redirection bitmap sends it through the task's own IVT at
+/// linear 0 (methods 5 and 6), a set bit behaves as without VME (methods 3
+/// and 4). INT3 and INTO are never redirected (SDM vol. 3, 20.3.3).
 pub(super) fn int<B: Bus>(cx: &mut Ctx<'_, B>, m: Mnemonic) -> OpResult {
     let v = match m {
         Mnemonic::Int3 => vector::BP,
@@ -276,8 +280,15 @@ pub(super) fn int<B: Bus>(cx: &mut Ctx<'_, B>, m: Mnemonic) -> OpResult {
         }
         _ => cx.insn.immediate8(),
     };
-    if m == Mnemonic::Int && cx.mode == Mode::V86 && cx.cpu.rflags & flags::IOPL != flags::IOPL {
-        return Err(Exception::gp(0).into());
+    let mut redirect = false;
+    if m == Mnemonic::Int && cx.mode == Mode::V86 {
+        let iopl3 = cx.cpu.rflags & flags::IOPL == flags::IOPL;
+        if cx.cpu.cr4 & CR4_VME != 0 {
+            redirect = !redirection_bit(cx, v)?;
+        }
+        if !redirect && !iopl3 {
+            return Err(Exception::gp(0).into());
+        }
     }
     if m != Mnemonic::Int && cx.policy.exceptions & (1 << v) != 0 {
         return Err(cx.intercept(InterceptKind::Exception {
@@ -290,7 +301,61 @@ pub(super) fn int<B: Bus>(cx: &mut Ctx<'_, B>, m: Mnemonic) -> OpResult {
     if cx.policy.insns.contains(InsnIntercepts::INTN) {
         return Err(cx.intercept(InterceptKind::IntN { vector: v }));
     }
+    if redirect {
+        return int_v86_ivt(cx, v);
+    }
     cx.deliver(v, None, Source::Software)
+}
+
+/// Bit `v` of the software interrupt-redirection bitmap: the 32 bytes just
+/// below the I/O permission bitmap base (TSS offset 0x66) of the 32-bit TSS
+/// (SDM vol. 3, 20.3.3 and Figure 20-5). A set bit sends INT `v` to the
+/// protected-mode handler. A bitmap byte outside the TSS (beyond its limit,
+/// or below offset 0) gives #GP(0), as for the I/O permission bitmap.
+fn redirection_bit<B: Bus>(cx: &mut Ctx<'_, B>, v: u8) -> OpResult<bool> {
+    let tr = cx.cpu.tr;
+    let gp = || Err(Exception::gp(0).into());
+    if tr.unusable || !tr.present || tr.typ & 8 == 0 || tr.limit < 0x67 {
+        return gp();
+    }
+    let io_base = cx.read_sys(tr.base.wrapping_add(0x66) & 0xffff_ffff, 2)? & 0xffff;
+    let off = match (io_base + u64::from(v >> 3)).checked_sub(32) {
+        Some(off) if off <= u64::from(tr.limit) => off,
+        _ => return gp(),
+    };
+    let byte = cx.read_sys(tr.base.wrapping_add(off) & 0xffff_ffff, 1)?;
+    Ok(byte & (1 << (v & 7)) != 0)
+}
+
+/// INT n redirected to the virtual-8086 task's real-mode IVT at linear 0
+/// (SDM vol. 3, 20.3.3.5 and 20.3.3.6; vol. 2, INT n "Operation"): pushes
+/// FLAGS (with IOPL < 3: VIF in the IF position and IOPL as 3), CS and IP
+/// on the V86 stack, clears TF and IF (IOPL = 3) or VIF (IOPL < 3), and
+/// jumps to the vector's segment:offset.
+fn int_v86_ivt<B: Bus>(cx: &mut Ctx<'_, B>, v: u8) -> OpResult {
+    let mut buf = [0u8; 4];
+    cx.read_lin(u64::from(v) * 4, &mut buf, false)?;
+    let entry = u32::from_le_bytes(buf);
+    let fl = cx.cpu.rflags;
+    let iopl3 = fl & flags::IOPL == flags::IOPL;
+    let image = if iopl3 {
+        fl & 0xffff
+    } else {
+        super::stack::virtual_flags(fl)
+    };
+    cx.push(image, 2)?;
+    let cs = cx.cpu.seg[SegReg::Cs as usize].selector;
+    cx.push(u64::from(cs), 2)?;
+    cx.push(cx.cpu.rip & 0xffff, 2)?;
+    let cleared = if iopl3 { flags::IF } else { flags::VIF };
+    cx.cpu.rflags &= !(cleared | flags::TF);
+    let sel = (entry >> 16) as u16;
+    cx.cpu.seg[SegReg::Cs as usize] = Seg {
+        dpl: 3,
+        ..Seg::real(sel, true)
+    };
+    cx.cpu.rip = u64::from(entry & 0xffff);
+    Ok(())
 }
 
 /// IRETD at CPL 0 with VM set in the popped EFLAGS: RETURN-TO-VIRTUAL-8086-MODE
@@ -346,7 +411,19 @@ pub(super) fn iret<B: Bus>(cx: &mut Ctx<'_, B>) -> OpResult {
     let fl = cx.peek_stack(2 * u64::from(size), size)? & mask(size);
     if !cx.mode.is_protected() {
         if cx.mode == Mode::V86 && cx.cpu.rflags & flags::IOPL != flags::IOPL {
-            return Err(Exception::gp(0).into());
+            // Virtual-8086 mode, IOPL < 3: only a 16-bit IRET with CR4.VME
+            // runs, through VIF (SDM vol. 2, IRET "Operation"; vol. 3, 20.3.2).
+            if cx.cpu.cr4 & CR4_VME == 0 || size != 2 {
+                return Err(Exception::gp(0).into());
+            }
+            let f = super::stack::load_virtual_flags(cx.cpu.rflags, fl)?;
+            let cs = cx.far_load(sel, off, None)?;
+            cx.cpu.seg[SegReg::Cs as usize] = cs;
+            cx.cpu.rip = off;
+            let sp = cx.cpu.gpr[reg::RSP].wrapping_add(6);
+            cx.set_sp(sp);
+            cx.cpu.rflags = f;
+            return Ok(());
         }
         let cs = cx.far_load(sel, off, None)?;
         cx.cpu.seg[SegReg::Cs as usize] = cs;

@@ -3,7 +3,7 @@
 
 use super::sreg_of;
 use crate::bus::Bus;
-use crate::cpu::{reg, Mode, SegReg};
+use crate::cpu::{reg, Mode, SegReg, CR4_VME};
 use crate::exception::{Exception, OpResult};
 use crate::exec::Ctx;
 use crate::flags::{self, mask};
@@ -112,11 +112,18 @@ pub(super) fn pop_op<B: Bus>(cx: &mut Ctx<'_, B>) -> OpResult {
 }
 
 /// PUSHF/PUSHFD/PUSHFQ: the image has VM and RF clear (SDM vol. 2, PUSHF).
+/// In virtual-8086 mode with IOPL < 3, 16-bit PUSHF with CR4.VME = 1 pushes
+/// FLAGS with VIF in the IF position and IOPL as 3; anything else is #GP(0)
+/// (SDM vol. 2, PUSHF "Operation"; vol. 3, 20.3.2).
 pub(super) fn pushf<B: Bus>(cx: &mut Ctx<'_, B>) -> OpResult {
-    if cx.mode == Mode::V86 && cx.cpu.rflags & flags::IOPL != flags::IOPL {
-        return Err(Exception::gp(0).into());
-    }
     let size = cx.osz3([Code::Pushfw, Code::Pushfd, Code::Pushfq]);
+    if cx.mode == Mode::V86 && cx.cpu.rflags & flags::IOPL != flags::IOPL {
+        if cx.cpu.cr4 & CR4_VME == 0 || size != 2 {
+            return Err(Exception::gp(0).into());
+        }
+        let v = virtual_flags(cx.cpu.rflags);
+        return cx.push(v, 2);
+    }
     let v = cx.cpu.rflags & !(flags::VM | flags::RF);
     cx.push(v, size)
 }
@@ -135,7 +142,7 @@ pub(super) fn popf<B: Bus>(cx: &mut Ctx<'_, B>) -> OpResult {
         | flags::ID;
     if cx.mode == Mode::V86 {
         if iopl != 3 {
-            return Err(Exception::gp(0).into());
+            return popf_vme(cx, size);
         }
         modifiable &= !flags::IOPL;
     } else if cx.mode.is_protected() {
@@ -154,6 +161,43 @@ pub(super) fn popf<B: Bus>(cx: &mut Ctx<'_, B>) -> OpResult {
     if size > 2 {
         f &= !flags::RF;
     }
+    cx.cpu.rflags = f;
+    Ok(())
+}
+
+/// The 16-bit FLAGS image a virtual-8086 task sees with CR4.VME = 1 and
+/// IOPL < 3: VIF in the IF position and IOPL as 3 (SDM vol. 3, 20.3.2).
+pub(super) fn virtual_flags(rflags: u64) -> u64 {
+    let vif = if rflags & flags::VIF != 0 {
+        flags::IF
+    } else {
+        0
+    };
+    ((rflags & !flags::IF) | vif | flags::IOPL) & 0xffff
+}
+
+/// Loads a 16-bit FLAGS image `v` in virtual-8086 mode with CR4.VME = 1 and
+/// IOPL < 3: #GP(0) if `v` has TF set, or IF set while VIP = 1; otherwise
+/// IF and IOPL are kept and VIF takes the image's IF (SDM vol. 2, POPF and
+/// IRET "Operation"; vol. 3, 20.3.2). Returns the new RFLAGS.
+pub(super) fn load_virtual_flags(rflags: u64, v: u64) -> OpResult<u64> {
+    if v & flags::TF != 0 || (v & flags::IF != 0 && rflags & flags::VIP != 0) {
+        return Err(Exception::gp(0).into());
+    }
+    let modifiable = 0xffff & !(flags::IF | flags::IOPL);
+    let vif = if v & flags::IF != 0 { flags::VIF } else { 0 };
+    Ok((rflags & !modifiable & !flags::VIF) | (v & modifiable) | vif | flags::FIXED)
+}
+
+/// POPF in virtual-8086 mode at IOPL < 3: with CR4.VME = 1 a 16-bit POPF
+/// goes through the virtual interrupt flag; else (or POPFD) #GP(0).
+fn popf_vme<B: Bus>(cx: &mut Ctx<'_, B>, size: u8) -> OpResult {
+    if cx.cpu.cr4 & CR4_VME == 0 || size != 2 {
+        return Err(Exception::gp(0).into());
+    }
+    let v = cx.peek_stack(0, 2)? & 0xffff;
+    let f = load_virtual_flags(cx.cpu.rflags, v)?;
+    cx.pop(2)?;
     cx.cpu.rflags = f;
     Ok(())
 }

@@ -23,8 +23,8 @@ const CR0_CD: u64 = 1 << 30;
 const CR0_PG: u64 = 1 << 31;
 /// CR0 bits software may set: PE MP EM TS ET NE WP AM NW CD PG.
 const CR0_VALID: u64 = 0xe005_003f;
-/// CR4 bits the model supports: TSD DE PSE PAE MCE PGE PCE OSFXSR OSXMMEXCPT.
-const CR4_VALID: u64 = 0x7fc;
+/// CR4 bits the model supports: VME PVI TSD DE PSE PAE MCE PGE PCE OSFXSR OSXMMEXCPT.
+const CR4_VALID: u64 = 0x7ff;
 const CR4_PAE: u64 = 1 << 5;
 const CR4_DE: u64 = 1 << 3;
 const CR4_TSD: u64 = 1 << 2;
