@@ -55,7 +55,7 @@
 //!
 //! # Not implemented yet
 //!
-//! 16-bit TSSs, debug-register breakpoints, x87/SSE (all raise #UD).
+//! x87/SSE/AVX instructions (they raise #UD; CPUID does not offer them).
 
 mod block;
 pub mod bus;

@@ -496,3 +496,34 @@ fn invpcid_cpl_modes_and_cpuid() {
     assert_eq!(e.kind, EventKind::Hlt, "{e:?}");
     assert_ne!(m.gpr(3) & (1 << 10), 0);
 }
+
+/// MOV to CR3 in 64-bit mode: bit 63 is the no-flush hint only with
+/// CR4.PCIDE = 1 (and is never stored); otherwise it and every bit at or
+/// above MAXPHYADDR are reserved and fault #GP(0) (SDM vol. 3, 4.5, 4.10.4.1).
+#[test]
+fn mov_cr3_reserved_bits_table() {
+    let gp = Some((13, Some(0)));
+    // (CR4.PCIDE, high bits ORed into the current root, fault)
+    let t: [(bool, u64, Option<(u8, Option<u32>)>); 5] = [
+        (false, 0, None),
+        (false, 1 << 63, gp),
+        (true, 1 << 63, None),
+        (true, (1 << 62) | (1 << 63), gp),
+        (false, 1 << 52, gp),
+    ];
+    for (pcide, high, fault) in t {
+        let mut m = machine(M::Long64);
+        let before = m.cpu.cr3;
+        if pcide {
+            m.cpu.cr4 |= 1 << 17;
+        }
+        m.cpu.gpr[RAX] = before | high;
+        let e = run(&mut m, |a| {
+            a.mov(cr3, rax).unwrap();
+        });
+        assert_eq!(exc(&e), fault, "PCIDE={pcide} high={high:#x}");
+        // Either way CR3 holds the old root: bit 63 is never stored and a
+        // faulting write changes nothing.
+        assert_eq!(m.cpu.cr3, before, "PCIDE={pcide} high={high:#x}");
+    }
+}

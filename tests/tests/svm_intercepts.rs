@@ -44,13 +44,15 @@ fn find<'a>(t: &'a [Traced], name: &str) -> &'a Traced {
         .unwrap_or_else(|| panic!("no {name} in {t:#?}"))
 }
 
-/// A real-mode guest at 0x8000: CPUID, INVLPG [0x9000], OUT 0xf4 (debug-exit
-/// with status (0 << 1) | 1).
+/// A real-mode guest at 0x8000: CPUID, INVLPG [0x9000], WBINVD, INVD, OUT
+/// 0xf4 (debug-exit with status (0 << 1) | 1).
 fn insn_guest() -> Guest {
     let bytes = vec![
         0x66, 0x31, 0xc0, // xor eax, eax
         0x0f, 0xa2, // cpuid
         0x0f, 0x01, 0x3e, 0x00, 0x90, // invlpg [0x9000]
+        0x0f, 0x09, // wbinvd
+        0x0f, 0x08, // invd
         0xb0, 0x00, // mov al, 0
         0xe6, 0xf4, // out 0xf4, al
     ];
@@ -84,7 +86,9 @@ fn instruction_intercepts_cpuid_invlpg_ioio() {
     let io = find(&t, "VMEXIT_IOIO");
     assert_eq!(io.info1 >> 16, 0xf4, "{io:?}");
     assert_eq!(io.info1 & 0x3ff, (1 << 4) | (1 << 7), "{io:?}");
-    assert_eq!((io.info2, io.rip), (0x800e, 0x800c));
+    assert_eq!((io.info2, io.rip), (0x8012, 0x8010));
+    assert_eq!(find(&t, "VMEXIT_WBINVD").rip, 0x800a);
+    assert_eq!(find(&t, "VMEXIT_INVD").rip, 0x800c);
 }
 
 #[test]
@@ -196,4 +200,45 @@ fn dump_control_block_shows_the_vmcb_by_name_and_offset() {
     ] {
         assert!(r.stderr.contains(needle), "{needle} in {}", r.stderr);
     }
+}
+
+/// A real-mode guest that keeps interrupts off while the firmware-programmed
+/// PIT (18.2 Hz) raises IRQ 0, then executes STI: the host asks for an
+/// interrupt window, which svm opens with V_IRQ and the VINTR intercept
+/// (VMEXIT_VINTR, APM vol. 2, 15.21.4); the firmware's IRET stub takes the
+/// interrupt and the guest exits through debug-exit.
+fn window_guest() -> Guest {
+    let bytes = vec![
+        0xfa, // cli
+        0x66, 0xb9, 0x00, 0x00, 0x00,
+        0x04, // mov ecx, 0x0400_0000 (longer than a PIT tick even at 1 GIPS)
+        0x66, 0x49, // dec ecx
+        0x75, 0xfc, // jnz (dec ecx)
+        0xfb, // sti
+        0x90, // nop
+        0x90, // nop
+        0xb0, 0x00, // mov al, 0
+        0xe6, 0xf4, // out 0xf4, al
+    ];
+    Guest {
+        code: 0..bytes.len(),
+        bytes,
+        load_addr: 0x8000,
+        entry: 0x8000,
+        mode: Mode::Real,
+    }
+}
+
+#[test]
+fn interrupt_window_and_external_interrupt_intercepts() {
+    let (code, t, err) = run_traced(&window_guest(), "svm-vintr", &[]);
+    assert_eq!(code, Some(1), "{err}");
+    // STI's interrupt shadow covers the first NOP (SDM vol. 3, 6.8.3): the
+    // window opens at the second.
+    let w = find(&t, "VMEXIT_VINTR");
+    assert_eq!((w.info1, w.info2, w.rip), (0, 0, 0x800d), "{w:?}");
+    // While the guest spun with IF = 0, the host's timer thread kicked the
+    // vCPU to request the window: a physical interrupt, VMEXIT_INTR.
+    let k = find(&t, "VMEXIT_INTR");
+    assert_eq!((k.info1, k.info2), (0, 0), "{k:?}");
 }

@@ -199,7 +199,7 @@ impl SvmVcpu {
             ExitReason::Interrupted,
             VMEXIT_INTR,
             "VMEXIT_INTR",
-            String::new(),
+            self.exit_line(),
         )
     }
 }

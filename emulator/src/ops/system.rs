@@ -406,10 +406,15 @@ fn write_cr<B: Bus>(cx: &mut Ctx<'_, B>, n: u8, v: u64) -> OpResult {
         }
         2 => cx.cpu.cr2 = v,
         3 => {
-            if long && v >> cx.cpu.maxphyaddr != 0 && v & (1 << 63) == 0 {
+            // Bit 63 is the PCID no-flush hint only with CR4.PCIDE = 1 and is
+            // never stored; every other bit at or above MAXPHYADDR is
+            // reserved (SDM vol. 3, 4.5 and 4.10.4.1; vol. 2, MOV CR).
+            let pcide = cx.cpu.cr4 & (1 << 17) != 0;
+            let addr = if pcide { v & !(1 << 63) } else { v };
+            if long && addr >> cx.cpu.maxphyaddr != 0 {
                 return gp();
             }
-            cx.cpu.cr3 = v & !(1 << 63);
+            cx.cpu.cr3 = addr;
             cx.paging_changed(Some(v));
         }
         4 => {
