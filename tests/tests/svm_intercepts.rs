@@ -210,9 +210,8 @@ fn dump_control_block_shows_the_vmcb_by_name_and_offset() {
 fn window_guest() -> Guest {
     let bytes = vec![
         0xfa, // cli
-        0x66, 0xb9, 0x00, 0x00, 0x00,
-        0x04, // mov ecx, 0x0400_0000 (longer than a PIT tick even at 1 GIPS)
-        0x66, 0x49, // dec ecx
+        // mov ecx, 0x0200_0000: spins longer than a PIT tick even at 1 GIPS.
+        0x66, 0xb9, 0x00, 0x00, 0x00, 0x02, 0x66, 0x49, // dec ecx
         0x75, 0xfc, // jnz (dec ecx)
         0xfb, // sti
         0x90, // nop
