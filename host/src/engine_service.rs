@@ -8,7 +8,7 @@
 //! is consumed when the instruction runs again.
 
 use crate::engine_npt::{NptState, NptStop};
-use crate::memory::GuestMemory;
+use crate::memory::{GuestMemory, SlotInfo};
 use hyperplug_emulator::policy::InsnIntercepts;
 use hyperplug_emulator::{
     Bus, BusStop, Cpu, Engine, Event, EventKind, InterceptKind, InterceptPolicy,
@@ -44,6 +44,8 @@ struct EngineBus {
     pending: Option<Completion>,
     /// Nested paging: every guest-physical access is checked here first.
     npt: Option<NptState>,
+    /// Read-only slots and the slot generation (absent in unit tests).
+    slots: Option<Arc<SlotInfo>>,
 }
 
 impl EngineBus {
@@ -56,6 +58,14 @@ impl EngineBus {
 
     fn backed(&self, gpa: u64, len: usize) -> bool {
         self.mem().get_slice(GuestAddress(gpa), len).is_ok()
+    }
+
+    /// Guest writes to a read-only slot are MMIO writes (as
+    /// `MemorySlot::READONLY` promises backends).
+    fn readonly(&self, gpa: u64, len: usize) -> bool {
+        self.slots
+            .as_ref()
+            .is_some_and(|s| s.is_readonly(gpa, len as u64))
     }
 
     fn take_read(&mut self, buf: &mut [u8]) -> bool {
@@ -159,7 +169,9 @@ impl Bus for EngineBus {
     }
     fn check_write(&mut self, gpa: u64, len: usize) -> Result<(), BusStop> {
         self.npt_data(gpa, AccessKind::Write)?;
-        if self.backed(gpa, len) || self.pending == Some(Completion::WriteDone) {
+        if (self.backed(gpa, len) && !self.readonly(gpa, len))
+            || self.pending == Some(Completion::WriteDone)
+        {
             Ok(())
         } else {
             Err(BusStop::Mmio)
@@ -167,6 +179,13 @@ impl Bus for EngineBus {
     }
     fn write_phys(&mut self, gpa: u64, data: &[u8]) -> Result<(), BusStop> {
         self.npt_data(gpa, AccessKind::Write)?;
+        if self.readonly(gpa, data.len()) {
+            return if self.take_write() {
+                Ok(())
+            } else {
+                Err(BusStop::Mmio)
+            };
+        }
         if self.mem().write_slice(data, GuestAddress(gpa)).is_ok() || self.take_write() {
             Ok(())
         } else {
@@ -200,6 +219,8 @@ pub struct HostEngine {
     awaiting: Option<bool>,
     /// The last two converted policies and their generations.
     policy: [Option<(u64, InterceptPolicy)>; 2],
+    /// The slot generation the caches were built under.
+    slot_generation: u64,
 }
 
 impl HostEngine {
@@ -212,10 +233,39 @@ impl HostEngine {
                 mem,
                 pending: None,
                 npt: None,
+                slots: None,
             },
             awaiting: None,
             policy: [None, None],
+            slot_generation: 0,
         }
+    }
+}
+
+impl HostEngine {
+    /// Follows the VM's slot changes: read-only slots refuse writes, and a
+    /// slot change drops every cached translation and decode.
+    pub fn with_slots(mut self, slots: Arc<SlotInfo>) -> Self {
+        self.slot_generation = slots.generation();
+        self.bus.slots = Some(slots);
+        self
+    }
+
+    /// Drops what the old slot layout cached, once per slot change.
+    fn follow_slot_changes(&mut self) -> Result<(), String> {
+        let Some(g) = self.bus.slots.as_ref().map(|s| s.generation()) else {
+            return Ok(());
+        };
+        if g == self.slot_generation {
+            return Ok(());
+        }
+        self.slot_generation = g;
+        self.engine.flush();
+        if self.bus.npt.is_some() {
+            let npt = NptState::new(&self.bus.mem())?;
+            self.bus.npt = Some(npt);
+        }
+        Ok(())
     }
 }
 
@@ -386,6 +436,9 @@ impl FfiEngine for HostEngine {
     }
 
     fn execute(&mut self, policy: &EnginePolicy, budget: u64) -> PluginResult<EngineEvent> {
+        if let Err(e) = self.follow_slot_changes() {
+            return RResult::RErr(PluginError::other(format!("slot change: {e}")));
+        }
         // Two cached conversions: backends alternate between their full
         // policy and a lifted one for emulating an intercepted instruction.
         let g = policy.generation;

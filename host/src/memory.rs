@@ -22,6 +22,33 @@ pub const HIGH_RAM_START: u64 = 1 << 32;
 /// Page size slots are aligned to.
 pub const PAGE_SIZE: u64 = 4096;
 
+/// What an engine running on the host needs to know about the slots beyond
+/// the memory itself: which ranges are read-only, and a generation that
+/// changes with every slot change (cached translations and decodes of the
+/// old layout must go).
+#[derive(Debug, Default)]
+pub struct SlotInfo {
+    readonly: RwLock<Vec<(u64, u64)>>,
+    generation: std::sync::atomic::AtomicU64,
+}
+
+impl SlotInfo {
+    /// Whether any byte of `[gpa, gpa+len)` lies in a read-only slot.
+    pub fn is_readonly(&self, gpa: u64, len: u64) -> bool {
+        let g = match self.readonly.read() {
+            Ok(g) => g,
+            Err(e) => e.into_inner(),
+        };
+        let end = gpa.saturating_add(len);
+        g.iter().any(|&(s, e)| gpa < e && s < end)
+    }
+
+    /// Bumped on every slot change.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
 /// One slot: its backend description and the host mapping that backs it.
 struct Slot {
     desc: MemorySlot,
@@ -35,6 +62,8 @@ pub struct GuestRam {
     mem: GuestMemory,
     /// The same view, shared with devices (DMA); replaced on every slot change.
     shared: Arc<RwLock<GuestMemory>>,
+    /// Read-only ranges and the slot generation, for the host's engines.
+    info: Arc<SlotInfo>,
 }
 
 impl GuestRam {
@@ -50,6 +79,7 @@ impl GuestRam {
             slots: Vec::new(),
             mem: GuestMemory::new(),
             shared: Arc::new(RwLock::new(GuestMemory::new())),
+            info: Arc::new(SlotInfo::default()),
         };
         let low = ram_size.min(MMIO_HOLE_START);
         ram.insert(0, 0, low, 0)?;
@@ -74,12 +104,30 @@ impl GuestRam {
         Arc::clone(&self.shared)
     }
 
+    /// Read-only ranges and the slot generation, for the host's engines.
+    pub fn slot_info(&self) -> Arc<SlotInfo> {
+        Arc::clone(&self.info)
+    }
+
     fn publish(&self) {
         let mut g = match self.shared.write() {
             Ok(g) => g,
             Err(e) => e.into_inner(),
         };
         *g = self.mem.clone();
+        let mut ro = match self.info.readonly.write() {
+            Ok(g) => g,
+            Err(e) => e.into_inner(),
+        };
+        *ro = self
+            .slots
+            .iter()
+            .filter(|s| s.desc.flags & MemorySlot::READONLY != 0)
+            .map(|s| (s.desc.guest_phys_addr, s.desc.guest_phys_addr + s.desc.size))
+            .collect();
+        self.info
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// The slot descriptions to hand to a backend.

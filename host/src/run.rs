@@ -44,8 +44,18 @@ impl Machine {
         inventory: &Inventory,
         cfg: &MachineConfig,
     ) -> Result<Self> {
+        Self::create_with(backend, inventory, cfg, VmOptions::default())
+    }
+
+    /// [`Machine::create`] with backend options.
+    pub fn create_with(
+        backend: &LoadedBackend,
+        inventory: &Inventory,
+        cfg: &MachineConfig,
+        opts: VmOptions,
+    ) -> Result<Self> {
         let platform = Platform::new(inventory, cfg)?;
-        Self::new(backend, platform, cfg.trace)
+        Self::new_with(backend, platform, cfg.trace, opts)
     }
 
     /// Creates the VM on `backend` around an assembled platform (RAM already
@@ -70,7 +80,7 @@ impl Machine {
                 detection.reason
             )));
         }
-        let host = BackendServices::new_ffi(&name, platform.ram.shared());
+        let host = BackendServices::new_ffi(&name, platform.ram.shared(), platform.ram.slot_info());
         let cfg = VmConfig {
             vcpus: platform.cpus(),
             memory_bytes: platform.ram.ram_size(),

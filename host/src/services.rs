@@ -105,6 +105,7 @@ impl FfiHostServices for DeviceServices {
 pub struct BackendServices {
     name: Arc<str>,
     memory: Arc<RwLock<GuestMemory>>,
+    slots: Arc<crate::memory::SlotInfo>,
     tracker: Arc<hyperplug_mmu::track::WriteTracker>,
 }
 
@@ -113,10 +114,15 @@ pub use hyperplug_plugin_api::backend::EXIT_TRACE_PREFIX;
 
 impl BackendServices {
     /// Services for backend `name` over the VM's guest `memory`, as an ABI object.
-    pub fn new_ffi(name: &str, memory: Arc<RwLock<GuestMemory>>) -> BackendHost {
+    pub fn new_ffi(
+        name: &str,
+        memory: Arc<RwLock<GuestMemory>>,
+        slots: Arc<crate::memory::SlotInfo>,
+    ) -> BackendHost {
         let s = Self {
             name: name.into(),
             memory,
+            slots,
             tracker: Arc::new(hyperplug_mmu::track::WriteTracker::new()),
         };
         FfiBackendHost_TO::from_ptr(RArc::new(s), TD_Opaque)
@@ -137,7 +143,8 @@ impl FfiBackendHost for BackendServices {
         let e = crate::engine_service::HostEngine::new(
             Arc::clone(&self.memory),
             Arc::clone(&self.tracker),
-        );
+        )
+        .with_slots(Arc::clone(&self.slots));
         RResult::ROk(FfiEngine_TO::from_value(e, TD_Opaque))
     }
 }

@@ -6,7 +6,7 @@ mod support;
 
 use hyperplug::image::{load_raw_bytes, Mode};
 use hyperplug::plugin::{Inventory, PluginPath};
-use hyperplug::run::{Machine, MachineConfig, Outcome, Trace};
+use hyperplug::run::{Machine, MachineConfig, Outcome, Trace, VmOptions};
 use iced_x86::code_asm::*;
 use support::*;
 use vm_memory::{Bytes, GuestAddress};
@@ -33,18 +33,30 @@ fn rom_guest() -> Vec<u8> {
 
 #[test]
 fn read_only_slot_and_unclaimed_accesses() {
-    if !kvm_usable_or_skip("memory slots") {
-        return;
+    // (backend, nested paging)
+    let mut legs = vec![("svm", false), ("svm", true)];
+    if kvm_usable_or_skip("memory slots under kvm") {
+        legs.push(("kvm", false));
     }
+    for (name, nested) in legs {
+        rom_slot_on(name, nested);
+    }
+}
+
+/// The ROM story on backend `name`.
+fn rom_slot_on(name: &str, nested: bool) {
     let inv = Inventory::scan(&PluginPath::new(&[target_dir()]));
-    let backend = inv.backend("kvm").expect("kvm backend built");
+    let backend = inv.backend(name).expect("backend built");
     let cfg = MachineConfig {
         memory: 16 << 20,
         cpus: 1,
         devices: Vec::new(),
         trace: Trace::default(),
     };
-    let mut m = Machine::create(&backend, &inv, &cfg).expect("machine");
+    let opts = VmOptions {
+        nested_paging: nested,
+    };
+    let mut m = Machine::create_with(&backend, &inv, &cfg, opts).expect("machine");
 
     let rom = m
         .add_memory_slot(ROM_BASE, 0x1000, true)
@@ -72,10 +84,10 @@ fn read_only_slot_and_unclaimed_accesses() {
         "{outcome:?}"
     );
     let (r, _) = m.registers().unwrap();
-    assert_eq!(r.rsi as u32, 0xdead_beef, "ROM read");
+    assert_eq!(r.rsi as u32, 0xdead_beef, "ROM read on {name}");
     assert_eq!(
         r.rdi as u32, 0xdead_beef,
-        "ROM unchanged by the guest's write"
+        "ROM unchanged by the guest's write on {name} (nested {nested})"
     );
     assert_eq!(r.rbp as u32, 0xffff_ffff, "unbacked memory reads all ones");
     assert_eq!(r.rax as u8, 0xff, "unclaimed port reads all ones");
