@@ -504,7 +504,8 @@ fn invpcid_cpl_modes_and_cpuid() {
 fn mov_cr3_reserved_bits_table() {
     let gp = Some((13, Some(0)));
     // (CR4.PCIDE, high bits ORed into the current root, fault)
-    let t: [(bool, u64, Option<(u8, Option<u32>)>); 5] = [
+    type Fault = Option<(u8, Option<u32>)>;
+    let t: [(bool, u64, Fault); 5] = [
         (false, 0, None),
         (false, 1 << 63, gp),
         (true, 1 << 63, None),

@@ -10,6 +10,7 @@ use crate::platform::PluginDevice;
 use hyperplug_plugin_api::device::TIMER_OFF;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -21,24 +22,59 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     }
 }
 
-/// Nanoseconds since VM creation.
+/// Nanoseconds since VM creation: the host's monotonic clock, or with
+/// [`VirtualClock::counted`] an instruction-driven clock (one nanosecond per
+/// retired guest instruction, plus the time skipped while every vCPU idles)
+/// that makes runs on a software backend reproducible.
 #[derive(Debug)]
 pub struct VirtualClock {
     start: Instant,
+    counted: Option<Arc<AtomicU64>>,
 }
 
 impl Default for VirtualClock {
     fn default() -> Self {
         Self {
             start: Instant::now(),
+            counted: None,
         }
     }
 }
 
 impl VirtualClock {
+    /// An instruction-driven clock starting at 0.
+    pub fn counted() -> Self {
+        Self {
+            start: Instant::now(),
+            counted: Some(Arc::new(AtomicU64::new(0))),
+        }
+    }
+
     /// Now, in nanoseconds since the VM was created.
     pub fn now_ns(&self) -> u64 {
-        u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX - 1)
+        match &self.counted {
+            Some(c) => c.load(Ordering::Acquire),
+            None => u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX - 1),
+        }
+    }
+
+    /// The counter engines add retired instructions to (instruction-driven
+    /// clocks only).
+    pub fn counter(&self) -> Option<Arc<AtomicU64>> {
+        self.counted.clone()
+    }
+
+    /// Whether the clock follows retired instructions.
+    pub fn is_counted(&self) -> bool {
+        self.counted.is_some()
+    }
+
+    /// Moves an instruction-driven clock forward to `ns` (idle time skipped
+    /// while every vCPU waits for a timer); no effect on the host clock.
+    pub fn advance_to(&self, ns: u64) {
+        if let Some(c) = &self.counted {
+            c.fetch_max(ns, Ordering::AcqRel);
+        }
     }
 }
 
@@ -112,6 +148,54 @@ impl Timers {
         s.targets.len() - 1
     }
 
+    /// With an instruction-driven clock the vCPU loop fires due timers
+    /// itself ([`Timers::fire_due`]) at instruction boundaries; no thread
+    /// fires them on the host's time.
+    fn manual(&self) -> bool {
+        self.inner.clock.is_counted()
+    }
+
+    /// Fires every timer whose deadline has passed, in deadline order
+    /// (instruction-driven clocks); returns how many fired.
+    pub fn fire_due(&self) -> usize {
+        let mut n = 0;
+        loop {
+            let mut s = lock(&self.inner.state);
+            let now = self.inner.clock.now_ns();
+            let Some(Reverse((deadline, seq, index, id))) = s.heap.peek().copied() else {
+                return n;
+            };
+            if deadline > now {
+                return n;
+            }
+            s.heap.pop();
+            if s.latest.get(&(index, id)) != Some(&seq) {
+                continue;
+            }
+            s.latest.remove(&(index, id));
+            let target = s.targets.get(index).cloned();
+            drop(s);
+            if let Some(t) = target {
+                if let Err(e) = t.fire(id) {
+                    (self.inner.on_failure)(e);
+                }
+            }
+            n += 1;
+        }
+    }
+
+    /// The earliest live deadline, if any timer is armed.
+    pub fn next_deadline(&self) -> Option<u64> {
+        let mut s = lock(&self.inner.state);
+        while let Some(Reverse((deadline, seq, index, id))) = s.heap.peek().copied() {
+            if s.latest.get(&(index, id)) == Some(&seq) {
+                return Some(deadline);
+            }
+            s.heap.pop();
+        }
+        None
+    }
+
     /// Arms (or with [`TIMER_OFF`] disarms) timer `id` of target `index`.
     pub fn set(&self, index: usize, id: u32, deadline_ns: u64) {
         {
@@ -126,7 +210,9 @@ impl Timers {
             }
         }
         self.inner.cv.notify_all();
-        self.ensure_thread();
+        if !self.manual() {
+            self.ensure_thread();
+        }
     }
 
     fn ensure_thread(&self) {

@@ -236,6 +236,7 @@ pub fn run(path: &PluginPath, args: &RunArgs) -> Result<i32> {
         trace: Trace {
             exits: args.trace.contains(&TraceWhat::Exits),
         },
+        deterministic: args.deterministic,
     };
     // Everything that depends on the user's input (devices, images) is
     // checked before a backend is involved.
@@ -279,6 +280,13 @@ pub fn run(path: &PluginPath, args: &RunArgs) -> Result<i32> {
              hardware thread and cannot replay instruction counts",
             backend.name()
         )));
+    }
+    if args.deterministic && args.cpus > 1 {
+        return Err(Error::Config(
+            "--deterministic runs one vCPU for now (round-robin scheduling of several vCPUs \
+             on one thread is not implemented yet); drop --cpus or use --cpus 1"
+                .into(),
+        ));
     }
     if args.nested_paging && !matches!(backend.name().as_str(), "vmx" | "svm") {
         return Err(Error::Config(format!(

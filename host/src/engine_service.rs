@@ -221,6 +221,8 @@ pub struct HostEngine {
     policy: [Option<(u64, InterceptPolicy)>; 2],
     /// The slot generation the caches were built under.
     slot_generation: u64,
+    /// Retired instructions are added here (the instruction-driven clock).
+    retired: Option<Arc<AtomicU64>>,
 }
 
 impl HostEngine {
@@ -238,6 +240,7 @@ impl HostEngine {
             awaiting: None,
             policy: [None, None],
             slot_generation: 0,
+            retired: None,
         }
     }
 }
@@ -248,6 +251,13 @@ impl HostEngine {
     pub fn with_slots(mut self, slots: Arc<SlotInfo>) -> Self {
         self.slot_generation = slots.generation();
         self.bus.slots = Some(slots);
+        self
+    }
+
+    /// Counts retired instructions into `counter` (one nanosecond each on
+    /// the VM's instruction-driven clock).
+    pub fn with_retired_counter(mut self, counter: Option<Arc<AtomicU64>>) -> Self {
+        self.retired = counter;
         self
     }
 
@@ -458,6 +468,9 @@ impl FfiEngine for HostEngine {
             return RResult::RErr(PluginError::other("engine policy missing"));
         };
         let e = self.engine.execute(&mut self.cpu, &mut self.bus, q, budget);
+        if let Some(c) = &self.retired {
+            c.fetch_add(e.retired, Ordering::AcqRel);
+        }
         self.awaiting = match &e.kind {
             EventKind::Mmio { write, .. } => Some(write.is_none()),
             EventKind::Io { write, .. } => Some(write.is_none()),

@@ -69,6 +69,9 @@ pub struct MachineConfig {
     pub devices: Vec<DeviceSpec>,
     /// Tracing.
     pub trace: Trace,
+    /// Reproducible runs (`--deterministic`): the virtual clock follows
+    /// retired guest instructions and the vCPU loop fires timers.
+    pub deterministic: bool,
 }
 
 fn plugin_result<T>(r: RResult<T, PluginError>) -> std::result::Result<T, String> {
@@ -174,7 +177,11 @@ impl Platform {
         let waker = Arc::new(VcpuWaker::default());
         let stop = StopHandle::new(Arc::clone(&waker));
         let intr = Arc::new(Interrupts::new(Arc::clone(&waker)));
-        let clock = Arc::new(VirtualClock::default());
+        let clock = Arc::new(if cfg.deterministic {
+            VirtualClock::counted()
+        } else {
+            VirtualClock::default()
+        });
         let stop_for_timers = stop.clone();
         let on_failure: FailureHook = Arc::new(move |msg: String| {
             tracing::error!(target: "devices", "{msg}");

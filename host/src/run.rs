@@ -80,7 +80,12 @@ impl Machine {
                 detection.reason
             )));
         }
-        let host = BackendServices::new_ffi(&name, platform.ram.shared(), platform.ram.slot_info());
+        let host = BackendServices::new_ffi(
+            &name,
+            platform.ram.shared(),
+            platform.ram.slot_info(),
+            platform.clock.counter(),
+        );
         let cfg = VmConfig {
             vcpus: platform.cpus(),
             memory_bytes: platform.ram.ram_size(),
@@ -92,6 +97,11 @@ impl Machine {
                 }
                 | if trace.exits {
                     VmConfig::TRACE_EXITS
+                } else {
+                    0
+                }
+                | if platform.clock.is_counted() {
+                    VmConfig::DETERMINISTIC
                 } else {
                     0
                 },

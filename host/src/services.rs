@@ -106,6 +106,8 @@ pub struct BackendServices {
     name: Arc<str>,
     memory: Arc<RwLock<GuestMemory>>,
     slots: Arc<crate::memory::SlotInfo>,
+    /// The instruction-driven clock's counter, when there is one.
+    retired: Option<Arc<std::sync::atomic::AtomicU64>>,
     tracker: Arc<hyperplug_mmu::track::WriteTracker>,
 }
 
@@ -118,11 +120,13 @@ impl BackendServices {
         name: &str,
         memory: Arc<RwLock<GuestMemory>>,
         slots: Arc<crate::memory::SlotInfo>,
+        retired: Option<Arc<std::sync::atomic::AtomicU64>>,
     ) -> BackendHost {
         let s = Self {
             name: name.into(),
             memory,
             slots,
+            retired,
             tracker: Arc::new(hyperplug_mmu::track::WriteTracker::new()),
         };
         FfiBackendHost_TO::from_ptr(RArc::new(s), TD_Opaque)
@@ -144,7 +148,8 @@ impl FfiBackendHost for BackendServices {
             Arc::clone(&self.memory),
             Arc::clone(&self.tracker),
         )
-        .with_slots(Arc::clone(&self.slots));
+        .with_slots(Arc::clone(&self.slots))
+        .with_retired_counter(self.retired.clone());
         RResult::ROk(FfiEngine_TO::from_value(e, TD_Opaque))
     }
 }

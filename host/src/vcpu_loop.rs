@@ -130,6 +130,11 @@ impl VcpuRunner<'_> {
                 }
                 continue;
             }
+            if p.clock.is_counted() {
+                // Timers fire at instruction boundaries on the
+                // instruction-driven clock (`--deterministic`).
+                p.timers.fire_due();
+            }
             self.deliver_interrupt()?;
             let exit = self
                 .vcpu
@@ -371,6 +376,15 @@ impl VcpuRunner<'_> {
             let seen = waker.generation();
             if p.stop.requested() || self.interrupt_ready() {
                 return Ok(None);
+            }
+            if p.clock.is_counted() {
+                // Idle time on the instruction-driven clock: skip to the
+                // next timer deadline instead of waiting for it.
+                if let Some(deadline) = p.timers.next_deadline() {
+                    p.clock.advance_to(deadline);
+                    p.timers.fire_due();
+                    continue;
+                }
             }
             if !p.intr.has_controller() && p.apic.pic_reaches(self.id) && p.intr.edges() != edges {
                 return Ok(None);

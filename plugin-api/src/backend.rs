@@ -51,6 +51,11 @@ impl VmConfig {
     /// internally logs each as a message starting with [`EXIT_TRACE_PREFIX`],
     /// which the host prints with its own exit trace.
     pub const TRACE_EXITS: u32 = 1 << 2;
+    /// Reproducible runs (`--deterministic`): `run` returns
+    /// [`Interrupted`](crate::ExitReason::Interrupted) after a fixed number
+    /// of guest instructions, so the host can fire timers on an
+    /// instruction-driven clock at the same points every time.
+    pub const DETERMINISTIC: u32 = 1 << 3;
 }
 
 /// Prefix of a backend log message that is one exit trace line.

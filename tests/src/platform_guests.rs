@@ -502,6 +502,83 @@ pub fn smp_counter_guest(aps: u32, iterations: u32) -> AsmResult<Guest> {
     })
 }
 
+/// PIT reload for about 1 kHz (1193182 Hz / 1000).
+pub const PIT_1KHZ: u32 = 1193;
+/// Ticks the spin guest counts across.
+pub const SPIN_TICKS: u32 = 3;
+
+/// A real-mode guest whose output depends on *when* timer interrupts arrive:
+/// it programs the PIT to about 1 kHz, then increments ECX in a loop until
+/// [`SPIN_TICKS`] IRQ 0s have been counted by its handler, prints ECX as 8
+/// hex digits and a newline, and powers off. On the host's clock the count
+/// varies from run to run; with `--deterministic` it must not.
+pub fn pit_spin_guest() -> AsmResult<Guest> {
+    let tick = {
+        let mut a = CodeAssembler::new(16)?;
+        a.push(ax)?;
+        a.inc(word_ptr(REAL_MODE_COUNTER))?;
+        a.mov(al, 0x20u32)?; // OCW2 non-specific EOI
+        a.out(0x20u32, al)?;
+        a.pop(ax)?;
+        a.iret()?;
+        a.assemble(0)?
+    };
+    let out = assemble_with_data(16, REAL_MODE_LOAD_ADDR, &[&tick], |a, addrs| {
+        let mut spin = a.create_label();
+        let mut hex = a.create_label();
+        let mut digit = a.create_label();
+        a.cli()?;
+        a.xor(ax, ax)?;
+        a.mov(ds, ax)?;
+        a.mov(ss, ax)?;
+        a.mov(sp, 0x7c00u32)?;
+        a.mov(word_ptr(0x20u32 * 4), addrs[0] as u32)?;
+        a.mov(word_ptr(0x20u32 * 4 + 2), 0u32)?;
+        a.mov(word_ptr(REAL_MODE_COUNTER), 0u32)?;
+        emit_pic_init(a, 0x01)?;
+        a.mov(al, 0x34u32)?;
+        a.out(0x43u32, al)?;
+        a.mov(al, PIT_1KHZ & 0xff)?;
+        a.out(0x40u32, al)?;
+        a.mov(al, PIT_1KHZ >> 8)?;
+        a.out(0x40u32, al)?;
+        a.xor(ecx, ecx)?;
+        a.sti()?;
+        a.set_label(&mut spin)?;
+        a.inc(ecx)?;
+        a.cmp(word_ptr(REAL_MODE_COUNTER), SPIN_TICKS)?;
+        a.jb(spin)?;
+        a.cli()?;
+        // Print ECX as 8 hex digits on COM1.
+        a.mov(ebx, ecx)?;
+        a.mov(si, 8u32)?;
+        a.mov(dx, 0x3f8u32)?;
+        a.set_label(&mut hex)?;
+        a.rol(ebx, 4)?;
+        a.mov(al, bl)?;
+        a.and(al, 0xfu32)?;
+        a.add(al, b'0' as u32)?;
+        a.cmp(al, b'9' as u32)?;
+        a.jbe(digit)?;
+        a.add(al, 7u32)?;
+        a.set_label(&mut digit)?;
+        a.out(dx, al)?;
+        a.dec(si)?;
+        a.jnz(hex)?;
+        a.mov(al, b'\n' as u32)?;
+        a.out(dx, al)?;
+        emit_power_off(a)?;
+        emit_halt_forever(a)
+    })?;
+    Ok(Guest {
+        bytes: out.bytes,
+        load_addr: REAL_MODE_LOAD_ADDR,
+        entry: REAL_MODE_LOAD_ADDR,
+        mode: Mode::Real,
+        code: 0..out.code_len,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

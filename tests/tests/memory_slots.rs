@@ -48,6 +48,7 @@ fn rom_slot_on(name: &str, nested: bool) {
     let inv = Inventory::scan(&PluginPath::new(&[target_dir()]));
     let backend = inv.backend(name).expect("backend built");
     let cfg = MachineConfig {
+        deterministic: false,
         memory: 16 << 20,
         cpus: 1,
         devices: Vec::new(),

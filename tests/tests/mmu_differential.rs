@@ -81,6 +81,7 @@ fn seeds() -> Vec<u64> {
 
 fn machine(backend: &LoadedBackend, inv: &Inventory) -> Machine {
     let cfg = MachineConfig {
+        deterministic: false,
         memory: RAM_SIZE,
         cpus: 1,
         devices: Vec::new(),

@@ -13,6 +13,10 @@ use hyperplug_plugin_api::{Exit, ExitReason, PluginError};
 
 /// Instructions per engine slice: how often a kick is noticed.
 const SLICE: u64 = 200_000;
+/// With `VmConfig::DETERMINISTIC`: the fixed quantum of retired guest
+/// instructions after which `run` returns, so the host fires its timers on
+/// the instruction-driven clock at the same instruction every run.
+pub const QUANTUM: u64 = 10_000;
 /// Guest physical-address width the model reports (CPUID 0x8000_0008).
 pub const MAXPHYADDR: u8 = 48;
 
@@ -22,8 +26,17 @@ impl SvmVcpu {
         if std::mem::take(&mut self.write_pending) {
             self.engine.complete_io((&[][..]).into()).into_result()?;
         }
+        let deterministic =
+            self.flags & hyperplug_plugin_api::backend::VmConfig::DETERMINISTIC != 0;
+        let mut retired = 0u64;
         loop {
             if self.kick.take() {
+                return Ok(self.external_interrupt());
+            }
+            if deterministic && retired >= QUANTUM && !self.lift {
+                // The quantum is over: a physical interrupt from the host's
+                // scheduler, as VMEXIT_INTR.
+                self.pull_state();
                 return Ok(self.external_interrupt());
             }
             self.push_state()?;
@@ -40,8 +53,14 @@ impl SvmVcpu {
                 let Some(p) = self.policy.as_ref() else {
                     return Err(PluginError::other("svm: no policy"));
                 };
-                self.engine.execute(p, SLICE).into_result()?
+                let budget = if deterministic {
+                    QUANTUM.saturating_sub(retired).max(1)
+                } else {
+                    SLICE
+                };
+                self.engine.execute(p, budget).into_result()?
             };
+            retired += ev.retired;
             if ev.retired > 0 {
                 self.repeat_fault = (u64::MAX, 0);
             }

@@ -849,6 +849,7 @@ impl KvmOracle {
         let bits = first.bits;
         let h = self.harness_for(bits)?.clone();
         let cfg = MachineConfig {
+            deterministic: false,
             memory: RAM,
             cpus: 1,
             devices: Vec::new(),
