@@ -25,6 +25,14 @@ pub struct Engine {
     pub(crate) dcache: DecodeCache,
     pub(crate) blocks: Blocks,
     fast_on: bool,
+    /// The write-tracker generation the decode cache has caught up with:
+    /// frames holding cached decodes are tracked, so writes by other vCPUs
+    /// and by the host (DMA) reach this cache too.
+    code_seen: u64,
+    /// The frame last tracked for the decode cache and the tracker
+    /// generation then: re-tracking it is skipped while nothing was logged
+    /// (a frame is only ever untracked after logged writes).
+    code_tracked: (u64, u64),
 }
 
 /// The parts of the engine an executing instruction reaches.
@@ -115,6 +123,8 @@ impl Engine {
             dcache: DecodeCache::new(),
             blocks: Blocks::new(),
             fast_on: true,
+            code_seen: 0,
+            code_tracked: (u64::MAX, 0),
         }
     }
 
@@ -161,6 +171,7 @@ impl Engine {
         }
         self.st.utlb.invalidate();
         self.dcache.clear();
+        self.code_seen = self.st.tracker.generation();
     }
 
     /// Runs `cpu` for at most `budget` steps (instructions, plus iterations
@@ -273,6 +284,9 @@ impl Engine {
         mode: Mode,
     ) -> OpResult<(Decoded, u64)> {
         let bitness = mode.bitness();
+        if self.st.tracker.generation() != self.code_seen {
+            self.sync_code_writes();
+        }
         self.st.utlb.sync(&self.st.tracker);
         let mut cx = Ctx::new(cpu, bus, &mut self.st, policy, mode);
         cx.utlb_ok = true;
@@ -293,6 +307,13 @@ impl Engine {
         }
         let mut buf = [0u8; 15];
         let in_page = (4096 - (gpa & 0xfff) as usize).min(15);
+        // Track the frame before reading it: a write by anyone after this
+        // point is logged and drops the decode at the next sync.
+        let gen = cx.eng.tracker.generation();
+        if self.code_tracked != (gpa >> 12, gen) {
+            track_code_frame(&cx.eng.tracker, gpa >> 12);
+            self.code_tracked = (gpa >> 12, gen);
+        }
         cx.bus
             .read_phys(gpa, &mut buf[..in_page])
             .map_err(|s| bus_fault(s, gpa, in_page, None))?;
@@ -323,6 +344,29 @@ impl Engine {
         };
         Self::check_cs_limit(cpu, mode, usize::from(d.len))?;
         Ok((d, gpa))
+    }
+
+    /// Drops cached decodes of frames written since the last sync (by any
+    /// vCPU or the host), from the VM's write-tracker log.
+    #[cold]
+    fn sync_code_writes(&mut self) {
+        use hyperplug_mmu::track::{Catchup, TrackEvent, LOG_CAPACITY};
+        let mut buf = [TrackEvent::Write { start: 0, end: 0 }; LOG_CAPACITY];
+        match self.st.tracker.events_since(self.code_seen, &mut buf) {
+            Catchup::Overflow { upto } => {
+                self.dcache.clear();
+                self.code_seen = upto;
+            }
+            Catchup::Events { count, upto } => {
+                for ev in &buf[..count] {
+                    let (start, end) = ev.range();
+                    if end > start {
+                        self.dcache.on_write(start, end - start);
+                    }
+                }
+                self.code_seen = upto;
+            }
+        }
     }
 
     /// The whole instruction must lie within CS's limit (SDM vol. 3, 5.3).
@@ -802,4 +846,12 @@ pub(crate) fn is_locked(i: &Instruction) -> bool {
     i.has_lock_prefix()
         || (i.mnemonic() == iced_x86::Mnemonic::Xchg
             && (0..i.op_count()).any(|n| i.op_kind(n) == iced_x86::OpKind::Memory))
+}
+
+/// Tracks a frame the decode cache is about to hold (kept out of line: the
+/// fetch path stays small).
+#[cold]
+#[inline(never)]
+fn track_code_frame(tracker: &WriteTracker, gfn: u64) {
+    tracker.track(gfn);
 }

@@ -26,10 +26,21 @@ pub const PAGE_SIZE: u64 = 4096;
 /// the memory itself: which ranges are read-only, and a generation that
 /// changes with every slot change (cached translations and decodes of the
 /// old layout must go).
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct SlotInfo {
     readonly: RwLock<Vec<(u64, u64)>>,
     generation: std::sync::atomic::AtomicU64,
+    /// The VM's write tracker: every guest-physical write path reports here
+    /// (the engines' page-table and decode caches follow it).
+    tracker: Arc<hyperplug_mmu::track::WriteTracker>,
+}
+
+impl std::fmt::Debug for SlotInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlotInfo")
+            .field("generation", &self.generation())
+            .finish()
+    }
 }
 
 impl SlotInfo {
@@ -41,6 +52,11 @@ impl SlotInfo {
         };
         let end = gpa.saturating_add(len);
         g.iter().any(|&(s, e)| gpa < e && s < end)
+    }
+
+    /// The VM's write tracker.
+    pub fn tracker(&self) -> Arc<hyperplug_mmu::track::WriteTracker> {
+        Arc::clone(&self.tracker)
     }
 
     /// Bumped on every slot change.

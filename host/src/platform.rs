@@ -262,6 +262,7 @@ impl Platform {
             timers: Arc::clone(&self.timers),
             timer_index,
             memory: self.ram.shared(),
+            tracker: self.ram.slot_info().tracker(),
             info: self.machine_info(),
         }
         .into_ffi();

@@ -38,6 +38,8 @@ pub struct DeviceServices {
     pub(crate) timers: Arc<Timers>,
     pub(crate) timer_index: usize,
     pub(crate) memory: Arc<RwLock<GuestMemory>>,
+    /// The VM's write tracker: DMA writes reach the engines' caches.
+    pub(crate) tracker: Arc<hyperplug_mmu::track::WriteTracker>,
     pub(crate) info: MachineInfo,
 }
 
@@ -86,6 +88,10 @@ impl FfiHostServices for DeviceServices {
             .memory()
             .write_slice(data.as_slice(), GuestAddress(gpa))
             .map_err(|e| PluginError::invalid(format!("DMA write at {gpa:#x}: {e}")));
+        if r.is_ok() {
+            // After the write is visible, as the tracker's protocol asks.
+            self.tracker.on_guest_write(gpa, data.len() as u64);
+        }
         RResult::from(r)
     }
     fn set_cpu_intr(&self, level: bool) {
@@ -122,12 +128,13 @@ impl BackendServices {
         slots: Arc<crate::memory::SlotInfo>,
         retired: Option<Arc<std::sync::atomic::AtomicU64>>,
     ) -> BackendHost {
+        let tracker = slots.tracker();
         let s = Self {
             name: name.into(),
             memory,
             slots,
             retired,
-            tracker: Arc::new(hyperplug_mmu::track::WriteTracker::new()),
+            tracker,
         };
         FfiBackendHost_TO::from_ptr(RArc::new(s), TD_Opaque)
     }
