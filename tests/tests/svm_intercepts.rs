@@ -241,3 +241,46 @@ fn interrupt_window_and_external_interrupt_intercepts() {
     let k = find(&t, "VMEXIT_INTR");
     assert_eq!((k.info1, k.info2), (0, 0), "{k:?}");
 }
+
+/// Real mode: MOV CR0 setting TS, CLTS, MOV CR0 setting WP, then debug-exit.
+fn cr0_guest() -> Guest {
+    let bytes = vec![
+        0x0f, 0x20, 0xc0, // mov eax, cr0
+        0x66, 0x83, 0xc8, 0x08, // or eax, 8 (TS)
+        0x0f, 0x22, 0xc0, // mov cr0, eax
+        0x0f, 0x06, // clts
+        0x66, 0x0d, 0x00, 0x00, 0x01, 0x00, // or eax, 0x10000 (WP)
+        0x0f, 0x22, 0xc0, // mov cr0, eax
+        0xb0, 0x00, // mov al, 0
+        0xe6, 0xf4, // out 0xf4, al
+    ];
+    Guest {
+        code: 0..bytes.len(),
+        bytes,
+        load_addr: 0x8000,
+        entry: 0x8000,
+        mode: Mode::Real,
+    }
+}
+
+#[test]
+fn selective_cr0_write_ignores_ts_and_mp_but_the_full_intercept_does_not() {
+    // NPT: only the selective CR0-write intercept is set (APM 15.9.1).
+    let (code, t, err) = run_traced(&cr0_guest(), "svm-cr0-npt", &["--nested-paging"]);
+    assert_eq!(code, Some(1), "{err}");
+    let sel: Vec<u64> = t
+        .iter()
+        .filter(|x| x.name == "VMEXIT_CR0_SEL_WRITE")
+        .map(|x| x.rip)
+        .collect();
+    assert_eq!(sel, vec![0x8012], "only the WP change exits: {t:#?}");
+    // Shadow paging intercepts every CR0 write; CLTS has no MOV/GPR decode.
+    let (code, t, err) = run_traced(&cr0_guest(), "svm-cr0-shadow", &[]);
+    assert_eq!(code, Some(1), "{err}");
+    let full: Vec<(u64, u64)> = t
+        .iter()
+        .filter(|x| x.name == "VMEXIT_CR0_WRITE")
+        .map(|x| (x.rip, x.info1 >> 63))
+        .collect();
+    assert_eq!(full, vec![(0x8007, 1), (0x800a, 0), (0x8012, 1)], "{t:#?}");
+}

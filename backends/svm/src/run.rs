@@ -99,6 +99,12 @@ impl SvmVcpu {
             }
             self.lift = false;
             self.pull_state();
+            if self.cr0_write_passes(&ev.stop) {
+                // Selective CR0 write intercept: only writes that change a
+                // bit other than TS and MP exit (APM vol. 2, 15.9.1).
+                self.lift = true;
+                continue;
+            }
             let cx = ExitContext {
                 nested: self.nested(),
                 cr0_write_intercepted: self.vmcb.get(field::INTERCEPT_CR) & (1 << 16) != 0,
@@ -126,6 +132,36 @@ impl SvmVcpu {
                 }
             }
         }
+    }
+
+    /// Whether a CR0 write stopped only for the selective CR0-write
+    /// intercept and changes nothing but CR0.TS/CR0.MP: then it is no exit.
+    fn cr0_write_passes(&self, stop: &EngineStop) -> bool {
+        const MP: u64 = 1 << 1;
+        const TS: u64 = 1 << 3;
+        let EngineStop::CrWrite {
+            cr: 0,
+            value,
+            clts,
+            lmsw,
+            ..
+        } = *stop
+        else {
+            return false;
+        };
+        if self.vmcb.get(field::INTERCEPT_CR) & (1 << 16) != 0 {
+            return false;
+        }
+        let old = self.state.sregs.cr0;
+        let new = if clts {
+            old & !TS
+        } else if lmsw {
+            // LMSW loads PE, MP, EM, TS and cannot clear PE (SDM vol. 2, LMSW).
+            (old & !0xe) | (value & 0xf) | (old & 1)
+        } else {
+            value
+        };
+        (old ^ new) & !(MP | TS) == 0
     }
 
     /// VMRUN: the consistency checks, then event injection from EVENTINJ.
