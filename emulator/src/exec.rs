@@ -48,6 +48,9 @@ pub(crate) struct EngineState {
     pub(crate) dbp_armed: bool,
     /// DR6.Bn bits of data breakpoints the current instruction hit.
     pub(crate) dbp_hits: u64,
+    /// Instructions retired so far in the current `execute` call (the TSC
+    /// advances with them).
+    pub(crate) retired_in_run: u64,
     /// Shadow paging: translations come from here (see `shadow`).
     pub(crate) shadow: Option<hyperplug_mmu::shadow::ShadowMmu>,
     /// The linear address and access of the last shadow miss stopped at.
@@ -119,6 +122,7 @@ impl Engine {
                 dbp_hits: 0,
                 shadow: None,
                 shadow_miss: None,
+                retired_in_run: 0,
             },
             dcache: DecodeCache::new(),
             blocks: Blocks::new(),
@@ -179,6 +183,22 @@ impl Engine {
     /// for anything in `policy`, HLT, shutdown, or an access the caller must
     /// complete. See [`EventKind`].
     pub fn execute<B: Bus>(
+        &mut self,
+        cpu: &mut Cpu,
+        bus: &mut B,
+        policy: &InterceptPolicy,
+        budget: u64,
+    ) -> Event {
+        let e = self.execute_inner(cpu, bus, policy, budget);
+        // The time-stamp counter advances with every retired instruction
+        // (one tick each: SDM vol. 3, 18.17 only asks for a monotonic,
+        // constant-rate count; this model's rate is its instruction rate).
+        cpu.msrs.tsc = cpu.msrs.tsc.wrapping_add(e.retired);
+        self.st.retired_in_run = 0;
+        e
+    }
+
+    fn execute_inner<B: Bus>(
         &mut self,
         cpu: &mut Cpu,
         bus: &mut B,
@@ -262,6 +282,7 @@ impl Engine {
                 }
             }
             steps += 1;
+            self.st.retired_in_run = retired;
             match self.step(cpu, bus, policy) {
                 Step::Retired => retired += 1,
                 Step::RepIteration | Step::Faulted => {}
@@ -796,6 +817,12 @@ impl<'a, B: Bus> Ctx<'a, B> {
             32 => ip & 0xffff_ffff,
             _ => ip,
         }
+    }
+
+    /// The time-stamp counter now: the stored count plus the instructions
+    /// retired earlier in this run.
+    pub(crate) fn tsc_now(&self) -> u64 {
+        self.cpu.msrs.tsc.wrapping_add(self.eng.retired_in_run)
     }
 
     /// Stops with an intercept of this instruction.

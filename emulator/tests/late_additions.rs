@@ -528,3 +528,46 @@ fn mov_cr3_reserved_bits_table() {
         assert_eq!(m.cpu.cr3, before, "PCIDE={pcide} high={high:#x}");
     }
 }
+
+/// The time-stamp counter advances one tick per retired instruction, within
+/// a run and across runs, and WRMSR to IA32_TSC (0x10) sets it (SDM vol. 3,
+/// 18.17 "Time-Stamp Counter": a monotonic count that WRMSR can write).
+#[test]
+fn tsc_counts_retired_instructions() {
+    let mut m = machine(M::Long64);
+    m.cpu.msrs.tsc = 1_000;
+    let e = run(&mut m, |a| {
+        a.rdtsc().unwrap();
+        a.mov(ebx, eax).unwrap();
+        for _ in 0..10 {
+            a.nop().unwrap();
+        }
+        a.rdtsc().unwrap();
+        a.sub(eax, ebx).unwrap();
+    });
+    assert_eq!(exc(&e), None);
+    assert_eq!(
+        m.cpu.gpr[RAX] as u32, 12,
+        "RDTSC, MOV and 10 NOPs in between"
+    );
+    assert_eq!(
+        m.cpu.gpr[3] as u32, 1_000,
+        "the first read: nothing retired before it"
+    );
+    // After the run the stored count includes every retired instruction.
+    assert_eq!(m.cpu.msrs.tsc, 1_000 + e.retired);
+    // WRMSR IA32_TSC, then RDTSC two instructions later.
+    let mut m = machine(M::Long64);
+    m.cpu.gpr[RCX] = 0x10;
+    m.cpu.gpr[RAX] = 0x5000;
+    m.cpu.gpr[2] = 0;
+    let e = run(&mut m, |a| {
+        a.nop().unwrap();
+        a.wrmsr().unwrap();
+        a.nop().unwrap();
+        a.rdtsc().unwrap();
+    });
+    assert_eq!(exc(&e), None);
+    let t = (m.cpu.gpr[2] << 32) | (m.cpu.gpr[RAX] & 0xffff_ffff);
+    assert!((0x5000..0x5004).contains(&t), "{t:#x}");
+}

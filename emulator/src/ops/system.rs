@@ -79,7 +79,7 @@ pub(super) fn system<B: Bus>(cx: &mut Ctx<'_, B>, m: Mnemonic) -> OpResult {
                 let aux = cx.cpu.msrs.tsc_aux & 0xffff_ffff;
                 cx.set_gpr(reg::RCX, 4, aux);
             }
-            let t = cx.cpu.msrs.tsc;
+            let t = cx.tsc_now();
             cx.set_gpr(reg::RAX, 4, t & 0xffff_ffff);
             cx.set_gpr(reg::RDX, 4, t >> 32);
             Ok(())
@@ -188,7 +188,11 @@ pub(super) fn system<B: Bus>(cx: &mut Ctx<'_, B>, m: Mnemonic) -> OpResult {
             if cx.policy.msr_read.get(n) {
                 return Err(cx.intercept(InterceptKind::MsrRead { msr: n }));
             }
-            let v = cx.cpu.msr_raw(n).ok_or(Exception::gp(0))?;
+            let v = if n == msr::TSC {
+                cx.tsc_now()
+            } else {
+                cx.cpu.msr_raw(n).ok_or(Exception::gp(0))?
+            };
             cx.set_gpr(reg::RAX, 4, v & 0xffff_ffff);
             cx.set_gpr(reg::RDX, 4, v >> 32);
             Ok(())
@@ -474,6 +478,12 @@ fn wrmsr<B: Bus>(cx: &mut Ctx<'_, B>) -> OpResult {
             return Err(Exception::gp(0).into());
         }
         msr::TSC_AUX if v >> 32 != 0 => return Err(Exception::gp(0).into()),
+        msr::TSC => {
+            // The stored count excludes this run's instructions, which are
+            // added when the run ends (see `Ctx::tsc_now`).
+            cx.cpu.msrs.tsc = v.wrapping_sub(cx.eng.retired_in_run);
+            return Ok(());
+        }
         _ => {}
     }
     if !cx.cpu.set_msr_raw(n, v) {
