@@ -281,13 +281,7 @@ pub fn run(path: &PluginPath, args: &RunArgs) -> Result<i32> {
             backend.name()
         )));
     }
-    if args.deterministic && args.cpus > 1 {
-        return Err(Error::Config(
-            "--deterministic runs one vCPU for now (round-robin scheduling of several vCPUs \
-             on one thread is not implemented yet); drop --cpus or use --cpus 1"
-                .into(),
-        ));
-    }
+
     if args.nested_paging && !matches!(backend.name().as_str(), "vmx" | "svm") {
         return Err(Error::Config(format!(
             "--nested-paging selects the paging strategy of a software backend (vmx or svm); \

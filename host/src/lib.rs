@@ -30,6 +30,7 @@ pub mod select;
 pub mod services;
 pub mod size;
 pub mod stop;
+pub mod turns;
 pub mod vcpu_loop;
 
 pub use error::{Error, Result};

@@ -271,6 +271,11 @@ impl Machine {
             trace: self.trace,
             exits: &self.exits,
             parked: AtomicUsize::new(0),
+            turns: self
+                .platform
+                .clock
+                .is_counted()
+                .then(|| crate::turns::Turns::new(self.platform.cpus() as usize)),
         };
         let stop = &self.platform.stop;
         let first_error: Mutex<Option<Error>> = Mutex::new(None);

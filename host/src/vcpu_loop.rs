@@ -15,6 +15,8 @@ use hyperplug_plugin_api::{Exit, ExitReason, PluginError};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::turns::Turns;
+
 /// The largest I/O transfer one exit may carry (a page of string I/O).
 const MAX_IO_BYTES: usize = 4096;
 
@@ -35,6 +37,8 @@ pub(crate) struct Shared<'a> {
     /// vCPUs that cannot run until something external happens (halted with
     /// interrupts off, or waiting for a start-up IPI).
     pub parked: AtomicUsize,
+    /// `--deterministic`: the vCPUs take turns (see [`Turns`]).
+    pub turns: Option<Turns>,
 }
 
 pub(crate) fn backend_err(backend: &str, op: &str, e: PluginError) -> Error {
@@ -100,7 +104,20 @@ impl VcpuRunner<'_> {
             self.shared.parked.fetch_add(1, Ordering::SeqCst);
         }
         let waker = p.apic.waker(self.id).cloned();
+        // Deterministic runs: halted (with RFLAGS.IF) between turns.
+        let mut halted: Option<bool> = None;
         loop {
+            if let Some(t) = &self.shared.turns {
+                if !t.wait(self.id, &p.stop) {
+                    return Ok(None);
+                }
+                let r = self.turn(&mut state, &mut halted, waker.as_deref());
+                t.pass(self.id);
+                match r {
+                    Ok(None) if !p.stop.requested() => continue,
+                    other => return other,
+                }
+            }
             if p.stop.requested() {
                 return Ok(None);
             }
@@ -149,6 +166,104 @@ impl VcpuRunner<'_> {
                 return Ok(Some(o));
             }
         }
+    }
+
+    /// One turn of a deterministic run: act on INIT/SIPI/NMI, then either
+    /// run the guest once (one quantum or up to one exit) or, if this vCPU
+    /// waits, note an idle turn; when every vCPU idled for a whole round,
+    /// skip the instruction-driven clock to the next timer deadline.
+    fn turn(
+        &mut self,
+        state: &mut RunState,
+        halted: &mut Option<bool>,
+        waker: Option<&crate::stop::VcpuWaker>,
+    ) -> Result<Option<Outcome>> {
+        let p = self.shared.platform;
+        if p.stop.requested() {
+            return Ok(None);
+        }
+        let mail = p.apic.take_mailbox(self.id);
+        if mail.init && self.id != 0 && *state == RunState::Running {
+            *state = RunState::WaitForSipi;
+            if *halted == Some(false) {
+                // Already counted as parked.
+                self.shared.parked.fetch_sub(1, Ordering::SeqCst);
+            }
+            *halted = None;
+            self.shared.parked.fetch_add(1, Ordering::SeqCst);
+        }
+        if let (Some(vector), RunState::WaitForSipi) = (mail.sipi, *state) {
+            self.start_at(vector)?;
+            *state = RunState::Running;
+            self.shared.parked.fetch_sub(1, Ordering::SeqCst);
+        }
+        if mail.nmi && *state == RunState::Running {
+            self.vcpu
+                .inject_nmi()
+                .into_result()
+                .map_err(|e| self.err("inject NMI", e))?;
+            if *halted == Some(false) {
+                self.shared.parked.fetch_sub(1, Ordering::SeqCst);
+                *halted = None;
+            }
+        }
+        p.timers.fire_due();
+        let waiting = match (*state, *halted) {
+            (RunState::WaitForSipi, _) => true,
+            (RunState::Running, Some(true)) => !self.interrupt_ready(),
+            (RunState::Running, Some(false)) => true,
+            (RunState::Running, None) => false,
+        };
+        let Some(t) = &self.shared.turns else {
+            return Ok(None);
+        };
+        if waiting {
+            if t.note_idle() {
+                t.note_progress();
+                if let Some(deadline) = p.timers.next_deadline() {
+                    p.clock.advance_to(deadline);
+                    p.timers.fire_due();
+                } else if self.shared.parked.load(Ordering::SeqCst) >= p.cpus() as usize {
+                    return Ok(Some(self.stopped(
+                        "every vCPU is halted with interrupts disabled or waiting for a start-up IPI",
+                    )));
+                } else if let Some(w) = waker {
+                    // Only input from outside (a console) can wake the VM.
+                    let seen = w.generation();
+                    w.wait(seen, Duration::from_millis(100));
+                }
+            }
+            return Ok(None);
+        }
+        *halted = None;
+        t.note_progress();
+        self.deliver_interrupt()?;
+        let exit = self
+            .vcpu
+            .run()
+            .into_result()
+            .map_err(|e| self.err("run", e))?;
+        self.shared.exits.fetch_add(1, Ordering::Relaxed);
+        if self.shared.trace.exits {
+            tracing::info!(target: "exits", "vcpu{} {} {}", self.id, exit.native_name, exit.native_detail);
+        }
+        if exit.reason == ExitReason::Hlt {
+            let r = self
+                .vcpu
+                .get_regs()
+                .into_result()
+                .map_err(|e| self.err("get registers", e))?;
+            let if_set = r.rflags & rflags::IF != 0;
+            if !if_set && p.cpus() == 1 {
+                return self.halt();
+            }
+            if !if_set {
+                self.shared.parked.fetch_add(1, Ordering::SeqCst);
+            }
+            *halted = Some(if_set);
+            return Ok(None);
+        }
+        self.handle_exit(exit)
     }
 
     /// Starts an application processor at the start-up IPI's vector: real

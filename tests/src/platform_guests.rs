@@ -435,6 +435,17 @@ const ICR_LOW: u32 = 0xFEE0_0300;
 /// are done, the boot processor prints `total=<counter>` and powers off.
 /// The total is exact only if the locked additions are atomic across vCPUs.
 pub fn smp_counter_guest(aps: u32, iterations: u32) -> AsmResult<Guest> {
+    smp_guest(aps, iterations, false)
+}
+
+/// [`smp_counter_guest`] whose BSP also counts how many times it polled
+/// for the APs to finish and prints `total=N waits=M`: M depends on how the
+/// vCPUs interleave, which `--deterministic` fixes.
+pub fn smp_race_guest(aps: u32, iterations: u32) -> AsmResult<Guest> {
+    smp_guest(aps, iterations, true)
+}
+
+fn smp_guest(aps: u32, iterations: u32, count_waits: bool) -> AsmResult<Guest> {
     let vector = (SMP_LOAD_ADDR >> 12) as u32;
     let ap = {
         let mut a = CodeAssembler::new(16)?;
@@ -464,8 +475,10 @@ pub fn smp_counter_guest(aps: u32, iterations: u32) -> AsmResult<Guest> {
     let prefix = cstr("total=");
     let nl = cstr("\n");
     let dec_buf = vec![0u8; DEC_BUF_LEN];
+    let waits = cstr(" waits=");
     let bsp_base = SMP_LOAD_ADDR + SMP_BSP_OFFSET;
-    let out = assemble_with_data(32, bsp_base, &[&prefix, &nl, &dec_buf], |a, addrs| {
+    let data: [&[u8]; 4] = [&prefix, &nl, &dec_buf, &waits];
+    let out = assemble_with_data(32, bsp_base, &data, |a, addrs| {
         let mut print = a.create_label();
         let mut print_dec = a.create_label();
         let mut wait = a.create_label();
@@ -476,13 +489,20 @@ pub fn smp_counter_guest(aps: u32, iterations: u32) -> AsmResult<Guest> {
         a.mov(dword_ptr(ICR_LOW), 0x000C_4500u32)?;
         a.mov(dword_ptr(ICR_LOW), 0x000C_4600u32 | vector)?;
         a.mov(dword_ptr(ICR_LOW), 0x000C_4600u32 | vector)?;
+        a.xor(edi, edi)?;
         a.set_label(&mut wait)?;
+        a.inc(edi)?;
         a.pause()?;
         a.cmp(dword_ptr(SMP_DONE), aps)?;
         a.jb(wait)?;
         emit_call_print(a, print, addrs[0])?;
         a.mov(eax, dword_ptr(SMP_COUNTER))?;
         a.call(print_dec)?;
+        if count_waits {
+            emit_call_print(a, print, addrs[3])?;
+            a.mov(eax, edi)?;
+            a.call(print_dec)?;
+        }
         emit_call_print(a, print, addrs[1])?;
         emit_power_off(a)?;
         emit_halt_forever(a)?;
