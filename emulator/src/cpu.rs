@@ -309,6 +309,11 @@ pub struct Cpu {
     pub nmi_pending: bool,
     /// MAXPHYADDR for reserved-bit checks.
     pub maxphyaddr: u8,
+    /// A20M# asserted (the PC's "A20 gate" closed): physical-address bit 20
+    /// reads as 0, so real-mode addresses wrap at 1 MiB as on an 8086
+    /// (SDM vol. 3, 21.1.1 "Address Translation in Real-Address Mode";
+    /// 8.7.13.4 "A20M# pin"). Off (the gate open) by default.
+    pub a20_masked: bool,
 }
 
 /// RFLAGS bit 1 (reserved, always 1).
@@ -362,6 +367,7 @@ impl Default for Cpu {
             pending_interrupt: None,
             nmi_pending: false,
             maxphyaddr: 52,
+            a20_masked: false,
         }
     }
 }

@@ -571,6 +571,7 @@ impl Engine {
             && !cpu.sti_shadow
             && !cpu.ss_shadow
             && !cpu.halted
+            && !cpu.a20_masked
             && cpu.mode() == crate::cpu::Mode::Long64
             && !(cpu.cr0 & CR0_AM != 0 && cpu.rflags & flags::AC != 0 && cpu.cpl() == 3)
     }

@@ -78,7 +78,8 @@ impl<B: Bus> Ctx<'_, B> {
     /// Checking" (protected and compatibility mode), the real-mode 64-KiB
     /// limit (#GP/#SS, SDM vol. 3, 21.1.x "segment wraparound") and, in 64-bit
     /// mode, the canonical check (SDM vol. 3, 5.3.1: #SS(0) for stack
-    /// references, else #GP(0)). A20 is always enabled.
+    /// references, else #GP(0)). A20M# applies to the physical address (see
+    /// `translate`).
     pub(crate) fn linear(
         &self,
         seg: SegReg,
@@ -147,7 +148,12 @@ impl<B: Bus> Ctx<'_, B> {
     #[inline]
     pub(crate) fn translate(&mut self, lin: u64, access: Access) -> OpResult<u64> {
         if self.cpu.cr0 & CR0_PG == 0 {
-            return Ok(lin & 0xffff_ffff);
+            return Ok(self.a20(lin & 0xffff_ffff));
+        }
+        if self.cpu.a20_masked {
+            // Rare (A20M# with paging on): no micro-TLB, mask the result.
+            let gpa = self.translate_tlb(lin, access)?;
+            return Ok(self.a20(gpa));
         }
         if self.utlb_ok {
             let (k, imp, cpl) = (access.kind, access.implicit_supervisor, access.cpl);
@@ -162,6 +168,17 @@ impl<B: Bus> Ctx<'_, B> {
             return Ok(gpa);
         }
         self.translate_tlb(lin, access)
+    }
+
+    /// Applies A20M#: physical-address bit 20 forced to 0 while it is
+    /// asserted (SDM vol. 3, 8.7.13.4).
+    #[inline]
+    pub(crate) fn a20(&self, gpa: u64) -> u64 {
+        if self.cpu.a20_masked {
+            gpa & !(1 << 20)
+        } else {
+            gpa
+        }
     }
 
     /// Translates through the MMU's TLB (and walker).

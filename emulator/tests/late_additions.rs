@@ -571,3 +571,27 @@ fn tsc_counts_retired_instructions() {
     let t = (m.cpu.gpr[2] << 32) | (m.cpu.gpr[RAX] & 0xffff_ffff);
     assert!((0x5000..0x5004).contains(&t), "{t:#x}");
 }
+
+/// A20M#: with the gate closed, real-mode FFFF:0010 (linear 0x10_0000)
+/// wraps to physical 0 as on an 8086; with it open it reaches 1 MiB (SDM
+/// vol. 3, 21.1.1 and 8.7.13.4).
+#[test]
+fn a20_gate_wraps_real_mode_addresses_at_one_mib() {
+    for (masked, at) in [(true, 0x0u64), (false, 0x10_0000)] {
+        let mut m = machine(M::Real);
+        m.cpu.a20_masked = masked;
+        let e = run(&mut m, |a| {
+            a.mov(ax, 0xffffu32).unwrap();
+            a.mov(ds, ax).unwrap();
+            a.mov(byte_ptr(0x10u32), 0x5au32).unwrap();
+        });
+        assert_eq!(exc(&e), None);
+        assert_eq!(m.bus.peek(at, 1), Some(vec![0x5a]), "A20 masked={masked}");
+        let other = if masked { 0x10_0000 } else { 0x0 };
+        assert_ne!(
+            m.bus.peek(other, 1),
+            Some(vec![0x5a]),
+            "A20 masked={masked}"
+        );
+    }
+}
