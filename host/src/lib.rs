@@ -32,5 +32,6 @@ pub mod size;
 pub mod stop;
 pub mod turns;
 pub mod vcpu_loop;
+mod vcpu_turn;
 
 pub use error::{Error, Result};

@@ -51,7 +51,7 @@ pub(crate) fn backend_err(backend: &str, op: &str, e: PluginError) -> Error {
 
 /// Where a vCPU is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RunState {
+pub(crate) enum RunState {
     /// Executing guest code.
     Running,
     /// An application processor before its start-up IPI (SDM vol. 3, 9.4.1).
@@ -66,7 +66,7 @@ pub(crate) struct VcpuRunner<'a> {
 }
 
 impl VcpuRunner<'_> {
-    fn err(&self, op: &str, e: PluginError) -> Error {
+    pub(crate) fn err(&self, op: &str, e: PluginError) -> Error {
         backend_err(self.shared.backend, &format!("vCPU {}: {op}", self.id), e)
     }
 
@@ -79,7 +79,7 @@ impl VcpuRunner<'_> {
         }
     }
 
-    fn stopped(&mut self, what: impl Into<String>) -> Outcome {
+    pub(crate) fn stopped(&mut self, what: impl Into<String>) -> Outcome {
         let dump = self.dump();
         let who = if self.shared.platform.cpus() > 1 {
             format!("vCPU {}: ", self.id)
@@ -168,107 +168,9 @@ impl VcpuRunner<'_> {
         }
     }
 
-    /// One turn of a deterministic run: act on INIT/SIPI/NMI, then either
-    /// run the guest once (one quantum or up to one exit) or, if this vCPU
-    /// waits, note an idle turn; when every vCPU idled for a whole round,
-    /// skip the instruction-driven clock to the next timer deadline.
-    fn turn(
-        &mut self,
-        state: &mut RunState,
-        halted: &mut Option<bool>,
-        waker: Option<&crate::stop::VcpuWaker>,
-    ) -> Result<Option<Outcome>> {
-        let p = self.shared.platform;
-        if p.stop.requested() {
-            return Ok(None);
-        }
-        let mail = p.apic.take_mailbox(self.id);
-        if mail.init && self.id != 0 && *state == RunState::Running {
-            *state = RunState::WaitForSipi;
-            if *halted == Some(false) {
-                // Already counted as parked.
-                self.shared.parked.fetch_sub(1, Ordering::SeqCst);
-            }
-            *halted = None;
-            self.shared.parked.fetch_add(1, Ordering::SeqCst);
-        }
-        if let (Some(vector), RunState::WaitForSipi) = (mail.sipi, *state) {
-            self.start_at(vector)?;
-            *state = RunState::Running;
-            self.shared.parked.fetch_sub(1, Ordering::SeqCst);
-        }
-        if mail.nmi && *state == RunState::Running {
-            self.vcpu
-                .inject_nmi()
-                .into_result()
-                .map_err(|e| self.err("inject NMI", e))?;
-            if *halted == Some(false) {
-                self.shared.parked.fetch_sub(1, Ordering::SeqCst);
-                *halted = None;
-            }
-        }
-        p.timers.fire_due();
-        let waiting = match (*state, *halted) {
-            (RunState::WaitForSipi, _) => true,
-            (RunState::Running, Some(true)) => !self.interrupt_ready(),
-            (RunState::Running, Some(false)) => true,
-            (RunState::Running, None) => false,
-        };
-        let Some(t) = &self.shared.turns else {
-            return Ok(None);
-        };
-        if waiting {
-            if t.note_idle() {
-                t.note_progress();
-                if let Some(deadline) = p.timers.next_deadline() {
-                    p.clock.advance_to(deadline);
-                    p.timers.fire_due();
-                } else if self.shared.parked.load(Ordering::SeqCst) >= p.cpus() as usize {
-                    return Ok(Some(self.stopped(
-                        "every vCPU is halted with interrupts disabled or waiting for a start-up IPI",
-                    )));
-                } else if let Some(w) = waker {
-                    // Only input from outside (a console) can wake the VM.
-                    let seen = w.generation();
-                    w.wait(seen, Duration::from_millis(100));
-                }
-            }
-            return Ok(None);
-        }
-        *halted = None;
-        t.note_progress();
-        self.deliver_interrupt()?;
-        let exit = self
-            .vcpu
-            .run()
-            .into_result()
-            .map_err(|e| self.err("run", e))?;
-        self.shared.exits.fetch_add(1, Ordering::Relaxed);
-        if self.shared.trace.exits {
-            tracing::info!(target: "exits", "vcpu{} {} {}", self.id, exit.native_name, exit.native_detail);
-        }
-        if exit.reason == ExitReason::Hlt {
-            let r = self
-                .vcpu
-                .get_regs()
-                .into_result()
-                .map_err(|e| self.err("get registers", e))?;
-            let if_set = r.rflags & rflags::IF != 0;
-            if !if_set && p.cpus() == 1 {
-                return self.halt();
-            }
-            if !if_set {
-                self.shared.parked.fetch_add(1, Ordering::SeqCst);
-            }
-            *halted = Some(if_set);
-            return Ok(None);
-        }
-        self.handle_exit(exit)
-    }
-
     /// Starts an application processor at the start-up IPI's vector: real
     /// mode at CS = vector << 8, IP = 0 (SDM vol. 3, 9.4.4.1).
-    fn start_at(&mut self, vector: u8) -> Result<()> {
+    pub(crate) fn start_at(&mut self, vector: u8) -> Result<()> {
         let mut s = self
             .vcpu
             .get_sregs()
@@ -306,7 +208,7 @@ impl VcpuRunner<'_> {
     /// If this vCPU's local APIC (or, on the BSP, the 8259A through LINT0)
     /// has an interrupt for it: inject the vector when the guest can take
     /// it, else ask the backend for an interrupt-window exit.
-    fn deliver_interrupt(&mut self) -> Result<()> {
+    pub(crate) fn deliver_interrupt(&mut self) -> Result<()> {
         let p = self.shared.platform;
         let lapic = p.apic.pending_vector(self.id).is_some();
         let pic = p.intr.cpu_intr() && p.apic.pic_reaches(self.id);
@@ -342,7 +244,7 @@ impl VcpuRunner<'_> {
         Ok(())
     }
 
-    fn handle_exit(&mut self, exit: Exit) -> Result<Option<Outcome>> {
+    pub(crate) fn handle_exit(&mut self, exit: Exit) -> Result<Option<Outcome>> {
         let p = self.shared.platform;
         match exit.reason {
             ExitReason::IoIn { port, size, count } => {
@@ -438,7 +340,7 @@ impl VcpuRunner<'_> {
     }
 
     /// Whether something can deliver an interrupt to this vCPU right now.
-    fn interrupt_ready(&self) -> bool {
+    pub(crate) fn interrupt_ready(&self) -> bool {
         let p = self.shared.platform;
         p.apic.pending_vector(self.id).is_some()
             || (p.intr.cpu_intr() && p.apic.pic_reaches(self.id))
@@ -450,7 +352,7 @@ impl VcpuRunner<'_> {
     /// the whole VM stops when every vCPU is parked). With interrupts on, it
     /// waits for an interrupt (or, with no interrupt controller at all, any
     /// rising IRQ edge) or a stop request.
-    fn halt(&mut self) -> Result<Option<Outcome>> {
+    pub(crate) fn halt(&mut self) -> Result<Option<Outcome>> {
         let p = self.shared.platform;
         let r = self
             .vcpu
