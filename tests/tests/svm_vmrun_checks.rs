@@ -42,7 +42,8 @@ fn run_with(break_state: impl FnOnce(&mut Sregs)) -> Outcome {
 #[test]
 fn illegal_guest_states_end_in_vmexit_invalid() {
     // (what is broken, the check's words in the message)
-    let cases: [(&str, fn(&mut Sregs), &str); 4] = [
+    type Case = (&'static str, fn(&mut Sregs), &'static str);
+    let cases: [Case; 4] = [
         (
             "CS.L and CS.D both set in long mode",
             |s| s.cs.db = 1,
