@@ -223,6 +223,9 @@ pub struct HostEngine {
     slot_generation: u64,
     /// Retired instructions are added here (the instruction-driven clock).
     retired: Option<Arc<AtomicU64>>,
+    /// A20M# is asserted (kept across state replacements: `CpuState` has
+    /// no field for a platform pin).
+    a20_masked: bool,
 }
 
 impl HostEngine {
@@ -241,6 +244,7 @@ impl HostEngine {
             policy: [None, None],
             slot_generation: 0,
             retired: None,
+            a20_masked: false,
         }
     }
 }
@@ -441,6 +445,7 @@ impl FfiEngine for HostEngine {
 
     fn set_state(&mut self, state: CpuState) -> PluginResult<()> {
         self.cpu = Cpu::from_state(&state);
+        self.cpu.a20_masked = self.a20_masked;
         self.engine.flush();
         RResult::ROk(())
     }
@@ -499,6 +504,7 @@ impl FfiEngine for HostEngine {
         let mut st = self.cpu.to_state();
         st.regs = regs;
         self.cpu = Cpu::from_state(&st);
+        self.cpu.a20_masked = self.a20_masked;
         RResult::ROk(())
     }
 
@@ -506,6 +512,7 @@ impl FfiEngine for HostEngine {
         let mut st = self.cpu.to_state();
         st.events = events;
         self.cpu = Cpu::from_state(&st);
+        self.cpu.a20_masked = self.a20_masked;
         RResult::ROk(())
     }
 
@@ -550,6 +557,12 @@ impl FfiEngine for HostEngine {
                 "nested page fault at {gpa:#x}: {e}"
             ))),
         }
+    }
+
+    fn set_a20(&mut self, enabled: bool) -> PluginResult<()> {
+        self.a20_masked = !enabled;
+        self.cpu.a20_masked = !enabled;
+        RResult::ROk(())
     }
 
     fn cpuid(&self, leaf: u32, subleaf: u32) -> CpuidRegs {

@@ -4,6 +4,7 @@
 //! The binary `hyperplug` is a thin CLI over this library; the integration
 //! tests drive the same API.
 
+pub mod a20;
 pub mod apic;
 pub mod apic_bus;
 pub mod boot;

@@ -3,6 +3,7 @@
 //! and the stop request. It is assembled (and images loaded into it) before
 //! a backend is involved, so bad input is reported the same everywhere.
 
+use crate::a20::{A20Line, PortA, PORT_A as A20_PORT_A};
 use crate::apic_bus::{ApicBus, IoApicMmio, IOAPIC_BASE, IOAPIC_SIZE};
 use crate::bus::{Bus, BusDevice, SharedDevice};
 use crate::clock::{DeviceSlot, FailureHook, Timers, VirtualClock};
@@ -168,6 +169,8 @@ pub struct Platform {
     pub(crate) stop: StopHandle,
     pub(crate) clock: Arc<VirtualClock>,
     pub(crate) ram: GuestRam,
+    /// The A20 gate (i8042, port 0x92).
+    pub(crate) a20: Arc<A20Line>,
 }
 
 impl Platform {
@@ -210,6 +213,9 @@ impl Platform {
             &[IoRange::pio(PM1A_EVT_PORT, PM1A_EVT_LEN)],
             ev,
         )?;
+        let a20 = Arc::new(A20Line::default());
+        let port_a: SharedDevice = Arc::new(Mutex::new(PortA::new(Arc::clone(&a20), stop.clone())));
+        bus.add("port-a", &[IoRange::pio(A20_PORT_A, 1)], port_a)?;
         let io: SharedDevice = Arc::new(Mutex::new(IoApicMmio(Arc::clone(&apic))));
         bus.add("ioapic", &[IoRange::mmio(IOAPIC_BASE, IOAPIC_SIZE)], io)?;
         let mut p = Platform {
@@ -221,6 +227,7 @@ impl Platform {
             stop,
             clock,
             ram,
+            a20,
         };
         for spec in &cfg.devices {
             p.add_device(inventory, spec)?;
@@ -263,6 +270,7 @@ impl Platform {
             timer_index,
             memory: self.ram.shared(),
             tracker: self.ram.slot_info().tracker(),
+            a20: Arc::clone(&self.a20),
             info: self.machine_info(),
         }
         .into_ffi();

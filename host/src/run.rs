@@ -271,6 +271,7 @@ impl Machine {
             trace: self.trace,
             exits: &self.exits,
             parked: AtomicUsize::new(0),
+            a20_unsupported: std::sync::atomic::AtomicBool::new(false),
             turns: self
                 .platform
                 .clock
@@ -309,7 +310,13 @@ impl Machine {
                 let spawned = std::thread::Builder::new()
                     .name(format!("vcpu{id}"))
                     .spawn_scoped(scope, move || {
-                        let r = VcpuRunner { id, vcpu, shared }.run();
+                        let r = VcpuRunner {
+                            id,
+                            vcpu,
+                            shared,
+                            a20_seen: 0,
+                        }
+                        .run();
                         finish(id, r);
                     });
                 if let Err(e) = spawned {
@@ -325,6 +332,7 @@ impl Machine {
                 id: 0,
                 vcpu: bsp,
                 shared: &shared,
+                a20_seen: 0,
             }
             .run();
             finish(0, r);

@@ -40,6 +40,8 @@ pub struct DeviceServices {
     pub(crate) memory: Arc<RwLock<GuestMemory>>,
     /// The VM's write tracker: DMA writes reach the engines' caches.
     pub(crate) tracker: Arc<hyperplug_mmu::track::WriteTracker>,
+    /// The platform's A20 gate.
+    pub(crate) a20: Arc<crate::a20::A20Line>,
     pub(crate) info: MachineInfo,
 }
 
@@ -103,6 +105,9 @@ impl FfiHostServices for DeviceServices {
     }
     fn machine_info(&self) -> MachineInfo {
         self.info
+    }
+    fn set_a20(&self, enabled: bool) {
+        self.a20.set(crate::a20::A20Source::Kbc, enabled);
     }
 }
 

@@ -39,6 +39,8 @@ pub(crate) struct Shared<'a> {
     pub parked: AtomicUsize,
     /// `--deterministic`: the vCPUs take turns (see [`Turns`]).
     pub turns: Option<Turns>,
+    /// The backend said it cannot gate A20 (warned once).
+    pub a20_unsupported: std::sync::atomic::AtomicBool,
 }
 
 pub(crate) fn backend_err(backend: &str, op: &str, e: PluginError) -> Error {
@@ -63,6 +65,8 @@ pub(crate) struct VcpuRunner<'a> {
     pub id: usize,
     pub vcpu: &'a mut VcpuBox,
     pub shared: &'a Shared<'a>,
+    /// The A20-line generation this vCPU's backend has seen.
+    pub a20_seen: u64,
 }
 
 impl VcpuRunner<'_> {
@@ -152,6 +156,7 @@ impl VcpuRunner<'_> {
                 // instruction-driven clock (`--deterministic`).
                 p.timers.fire_due();
             }
+            self.sync_a20()?;
             self.deliver_interrupt()?;
             let exit = self
                 .vcpu
@@ -203,6 +208,28 @@ impl VcpuRunner<'_> {
                 "every vCPU is halted with interrupts disabled or waiting for a start-up IPI",
             )
         })
+    }
+
+    /// Hands an A20-gate change to the backend before the next run. A
+    /// backend that cannot gate A20 (kvm) runs with it open; that is said
+    /// once.
+    pub(crate) fn sync_a20(&mut self) -> Result<()> {
+        let line = &self.shared.platform.a20;
+        let g = line.generation();
+        if g == self.a20_seen {
+            return Ok(());
+        }
+        self.a20_seen = g;
+        if let Err(e) = self.vcpu.set_a20(line.enabled()).into_result() {
+            if e.kind == hyperplug_plugin_api::ErrorKind::Unsupported {
+                if !self.shared.a20_unsupported.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(target: "devices", "backend {}: {}; A20 stays open", self.shared.backend, e.message);
+                }
+                return Ok(());
+            }
+            return Err(self.err("set A20", e));
+        }
+        Ok(())
     }
 
     /// If this vCPU's local APIC (or, on the BSP, the 8259A through LINT0)

@@ -84,6 +84,7 @@ impl VcpuRunner<'_> {
         }
         *halted = None;
         t.note_progress();
+        self.sync_a20()?;
         self.deliver_interrupt()?;
         let exit = self
             .vcpu

@@ -194,6 +194,9 @@ pub trait FfiVcpu: Send {
     /// The backend's native per-vCPU control structure (VMCB, VMCS, KVM
     /// state) rendered field by field with names and offsets, for debugging.
     fn debug_dump(&mut self) -> PluginResult<RString>;
+    /// The platform's A20 gate: `false` asserts A20M# (physical-address
+    /// bit 20 reads as 0). Backends that cannot gate it say unsupported.
+    fn set_a20(&mut self, enabled: bool) -> PluginResult<()>;
 }
 
 /// Makes a vCPU leave guest mode (KVM: `immediate_exit` plus a signal).
@@ -317,6 +320,10 @@ pub trait Vcpu: Send + 'static {
         Err(PluginError::unsupported(
             "this backend has no native control structure to dump",
         ))
+    }
+    /// See [`FfiVcpu::set_a20`]; backends that cannot gate A20 keep this default.
+    fn set_a20(&mut self, _enabled: bool) -> Result<(), PluginError> {
+        Err(PluginError::unsupported("this backend cannot gate A20"))
     }
 }
 
@@ -456,6 +463,9 @@ impl<C: Vcpu> FfiVcpu for VcpuAdapter<C> {
     }
     fn debug_dump(&mut self) -> PluginResult<RString> {
         vcpu_forward!(self, "debug_dump", |c| c.debug_dump().map(RString::from))
+    }
+    fn set_a20(&mut self, enabled: bool) -> PluginResult<()> {
+        vcpu_forward!(self, "set_a20", |c| c.set_a20(enabled))
     }
 }
 

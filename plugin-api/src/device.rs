@@ -103,6 +103,10 @@ pub trait FfiHostServices: Send + Sync + Clone {
     fn request_reset(&self, reason: RStr<'_>);
     /// Static facts about the machine (RAM size, CPU count).
     fn machine_info(&self) -> MachineInfo;
+    /// Drives the PC's A20 gate (the i8042 output port bit 1, port 0x92
+    /// bit 1): `false` asserts A20M#, so physical-address bit 20 reads as 0
+    /// on every vCPU (SDM vol. 3, 8.7.13.4).
+    fn set_a20(&self, enabled: bool);
 }
 
 /// The deadline that disarms a timer in [`FfiHostServices::set_timer`].

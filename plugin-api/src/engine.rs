@@ -342,8 +342,11 @@ pub trait FfiEngine: Send {
     fn nested_page_fault(&mut self, gpa: u64, write: bool) -> PluginResult<NestedOutcome>;
     /// The CPUID outputs (EAX, EBX, ECX, EDX) of the engine's own CPU model:
     /// the features the engine implements.
-    #[sabi(last_prefix_field)]
     fn cpuid(&self, leaf: u32, subleaf: u32) -> CpuidRegs;
+    /// Asserts (`false`) or releases A20M#: physical-address bit 20 reads as
+    /// 0 while asserted (SDM vol. 3, 8.7.13.4). Kept across `set_state`.
+    #[sabi(last_prefix_field)]
+    fn set_a20(&mut self, enabled: bool) -> PluginResult<()>;
 }
 
 /// An owned engine.

@@ -32,6 +32,7 @@ pub struct Recorded {
     pub resets: Vec<String>,
     /// `set_cpu_intr` levels.
     pub cpu_intr: Vec<bool>,
+    pub a20: Vec<bool>,
     /// Armed timers: id → deadline.
     pub timers: BTreeMap<u32, u64>,
     /// The virtual clock.
@@ -190,6 +191,9 @@ impl FfiHostServices for RecordingHost {
     }
     fn machine_info(&self) -> MachineInfo {
         self.record().info
+    }
+    fn set_a20(&self, enabled: bool) {
+        self.record().a20.push(enabled);
     }
 }
 

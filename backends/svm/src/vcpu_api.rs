@@ -173,4 +173,8 @@ impl Vcpu for SvmVcpu {
     fn debug_dump(&mut self) -> Result<String, PluginError> {
         Ok(self.vmcb.dump())
     }
+    fn set_a20(&mut self, enabled: bool) -> Result<(), PluginError> {
+        // A20M# is a pin of the processor: the engine applies it.
+        self.engine.set_a20(enabled).into_result()
+    }
 }

@@ -133,6 +133,7 @@ impl I8042 {
     }
 
     fn write_port(&mut self, port: u64, v: u8) {
+        let a20 = self.ctl.a20_enabled();
         let mut r = Resetter {
             superio: &mut self.superio,
             host: &self.host,
@@ -143,6 +144,10 @@ impl I8042 {
             self.ctl.write_command(v, &mut r);
         } else {
             return;
+        }
+        if self.ctl.a20_enabled() != a20 {
+            // Output-port bit 1 is the A20 gate of the PC.
+            self.host.set_a20(self.ctl.a20_enabled());
         }
         self.drive(false);
     }

@@ -131,6 +131,11 @@ fn output_port_write_with_reset_bit_clear() {
     assert!(!d.a20_enabled());
     outb(&mut d, 0x64, 0xdf);
     assert!(d.a20_enabled());
+    // Each change of the gate reached the host's A20 line, once.
+    assert_eq!(h.record().a20, vec![false, true]);
+    outb(&mut d, 0x64, 0xdd);
+    outb(&mut d, 0x64, 0xdd);
+    assert_eq!(h.record().a20, vec![false, true, false]);
 }
 
 #[test]
