@@ -62,9 +62,10 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub cpus: u32,
 
-    /// Reproducible runs: all vCPUs round-robin on one thread with a fixed
-    /// instruction quantum, and the virtual clock follows retired
-    /// instructions. Only the software backends (vmx, svm) can do this.
+    /// Reproducible runs: the vCPUs take turns one at a time, round-robin,
+    /// each for a fixed instruction quantum, and the virtual clock follows
+    /// retired instructions (timers fire at the same instruction every run).
+    /// Only the software backends (vmx, svm) can do this.
     #[arg(long)]
     pub deterministic: bool,
 
