@@ -29,14 +29,24 @@ impl SvmVcpu {
         let deterministic =
             self.flags & hyperplug_plugin_api::backend::VmConfig::DETERMINISTIC != 0;
         let mut retired = 0u64;
+        // Guest code ran since `state` was last taken from the engine.
+        let mut stale = false;
         loop {
             if self.kick.take() {
+                // The host reads registers after this exit: if guest code
+                // ran since the last stop, take the engine's state (changes
+                // the host made since were pushed before that code ran).
+                if stale {
+                    self.pull_state();
+                }
                 return Ok(self.external_interrupt());
             }
             if deterministic && retired >= QUANTUM && !self.lift {
                 // The quantum is over: a physical interrupt from the host's
                 // scheduler, as VMEXIT_INTR.
-                self.pull_state();
+                if stale {
+                    self.pull_state();
+                }
                 return Ok(self.external_interrupt());
             }
             self.push_state()?;
@@ -61,6 +71,7 @@ impl SvmVcpu {
                 self.engine.execute(p, budget).into_result()?
             };
             retired += ev.retired;
+            stale = true;
             if ev.retired > 0 {
                 self.repeat_fault = (u64::MAX, 0);
             }
@@ -99,6 +110,7 @@ impl SvmVcpu {
             }
             self.lift = false;
             self.pull_state();
+            stale = false;
             if self.cr0_write_passes(&ev.stop) {
                 // Selective CR0 write intercept: only writes that change a
                 // bit other than TS and MP exit (APM vol. 2, 15.9.1).
