@@ -307,6 +307,9 @@ pub struct Cpu {
     pub pending_interrupt: Option<u8>,
     /// NMI pending.
     pub nmi_pending: bool,
+    /// NMIs are blocked: one was delivered and no IRET has run since (SDM
+    /// vol. 3, 6.7.1 "Handling Multiple NMIs").
+    pub nmi_blocked: bool,
     /// MAXPHYADDR for reserved-bit checks.
     pub maxphyaddr: u8,
     /// A20M# asserted (the PC's "A20 gate" closed): physical-address bit 20
@@ -366,6 +369,7 @@ impl Default for Cpu {
             pending_exception: None,
             pending_interrupt: None,
             nmi_pending: false,
+            nmi_blocked: false,
             maxphyaddr: 52,
             a20_masked: false,
         }
@@ -516,7 +520,8 @@ impl Cpu {
         if ev.interrupt.injected != 0 {
             cpu.pending_interrupt = Some(ev.interrupt.nr);
         }
-        cpu.nmi_pending = ev.nmi.pending != 0;
+        cpu.nmi_pending = ev.nmi.pending != 0 || ev.nmi.injected != 0;
+        cpu.nmi_blocked = ev.nmi.masked != 0;
         let first_set = sr
             .interrupt_bitmap
             .iter()
@@ -669,6 +674,7 @@ impl Cpu {
             ev.interrupt.nr = v;
         }
         ev.nmi.pending = u8::from(self.nmi_pending);
+        ev.nmi.masked = u8::from(self.nmi_blocked);
         st
     }
 }

@@ -236,6 +236,30 @@ impl Engine {
                     return done(k, retired, steps);
                 }
             }
+            // An NMI ignores RFLAGS.IF; it waits out a MOV SS / POP SS
+            // shadow and, after one was delivered, the next IRET (SDM vol.
+            // 3, 6.7.1, 6.8.3).
+            if cpu.nmi_pending && !cpu.nmi_blocked && !cpu.ss_shadow {
+                cpu.nmi_pending = false;
+                cpu.halted = false;
+                let r = self.deliver_event(
+                    cpu,
+                    bus,
+                    policy,
+                    crate::exception::vector::NMI,
+                    None,
+                    crate::deliver::Source::External,
+                );
+                let r = match r {
+                    Ok(Some(e)) => self.deliver_after_switch(cpu, bus, policy, e),
+                    Ok(None) => Ok(()),
+                    Err(k) => Err(k),
+                };
+                if let Err(k) = r {
+                    return done(k, retired, steps);
+                }
+                cpu.nmi_blocked = true;
+            }
             let shadow = cpu.sti_shadow || cpu.ss_shadow;
             if cpu.rflags & flags::IF != 0 && !shadow {
                 if policy.interrupt_window {

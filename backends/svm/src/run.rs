@@ -207,7 +207,12 @@ impl SvmVcpu {
                         ev.interrupt.nr = e.vector;
                         ev.interrupt.soft = 0;
                     }
-                    EventType::Nmi | EventType::Exception | EventType::SoftInt => {
+                    EventType::Nmi => {
+                        // Delivered as an NMI: it blocks further NMIs until
+                        // the guest's IRET (SDM vol. 3, 6.7.1).
+                        ev.nmi.pending = 1;
+                    }
+                    EventType::Exception | EventType::SoftInt => {
                         ev.exception.injected = 1;
                         ev.exception.nr = e.vector;
                         ev.exception.has_error_code = u8::from(e.error_code.is_some());
@@ -224,6 +229,7 @@ impl SvmVcpu {
                 }
                 self.state.events.exception = Default::default();
                 self.state.events.interrupt.injected = 0;
+                self.state.events.nmi.pending = 0;
                 self.state.events.exception_has_payload = 0;
             }
             Ok(None) => {}

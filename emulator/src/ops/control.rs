@@ -396,6 +396,9 @@ pub(super) fn iret<B: Bus>(cx: &mut Ctx<'_, B>) -> OpResult {
     if cx.policy.insns.contains(InsnIntercepts::IRET) {
         return Err(cx.intercept(InterceptKind::Iret));
     }
+    // IRET ends NMI blocking (SDM vol. 3, 6.7.1); this model unblocks at
+    // the start of IRET, also when the IRET then faults.
+    cx.cpu.nmi_blocked = false;
     if cx.mode.is_protected() && cx.cpu.rflags & flags::NT != 0 {
         // Task return (SDM vol. 2, IRET "TASK-RETURN"; vol. 3, 7.3); #GP(0) in IA-32e mode.
         if cx.cpu.efer & crate::cpu::EFER_LMA != 0 {
