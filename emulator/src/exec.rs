@@ -28,7 +28,7 @@ pub struct Engine {
     /// The write-tracker generation the decode cache has caught up with:
     /// frames holding cached decodes are tracked, so writes by other vCPUs
     /// and by the host (DMA) reach this cache too.
-    code_seen: u64,
+    pub(crate) code_seen: u64,
     /// The frame last tracked for the decode cache and the tracker
     /// generation then: re-tracking it is skipped while nothing was logged
     /// (a frame is only ever untracked after logged writes).
@@ -233,6 +233,14 @@ impl Engine {
                 // An injected event pushes RF as it is in RFLAGS (SDM vol. 3,
                 // 26.5.1.1 "Details of Vectored-Event Injection").
                 if let Err(k) = self.deliver_fault(cpu, bus, policy, e, false) {
+                    // Delivery stopped (an intercepted fault on the IDT or
+                    // stack, MMIO): the event is still to be delivered once
+                    // the caller resolved the stop, as a hypervisor
+                    // re-injects what EXITINTINFO reports (APM vol. 2,
+                    // 15.7.2).
+                    if k != EventKind::Shutdown {
+                        cpu.pending_exception = Some(p);
+                    }
                     return done(k, retired, steps);
                 }
             }
@@ -256,13 +264,20 @@ impl Engine {
                     Err(k) => Err(k),
                 };
                 if let Err(k) = r {
+                    if k != EventKind::Shutdown {
+                        cpu.nmi_pending = true;
+                    }
                     return done(k, retired, steps);
                 }
                 cpu.nmi_blocked = true;
             }
             let shadow = cpu.sti_shadow || cpu.ss_shadow;
             if cpu.rflags & flags::IF != 0 && !shadow {
-                if policy.interrupt_window {
+                // An interrupt already injected goes first; the window the
+                // caller asks for is the one after it (injection happens at
+                // VMRUN, before a virtual interrupt is considered: APM vol.
+                // 2, 15.20, 15.21.4).
+                if policy.interrupt_window && cpu.pending_interrupt.is_none() {
                     let k = EventKind::Intercept(Intercept {
                         kind: InterceptKind::InterruptWindow,
                         rip: cpu.rip,
@@ -287,6 +302,9 @@ impl Engine {
                         Err(k) => Err(k),
                     };
                     if let Err(k) = r {
+                        if k != EventKind::Shutdown {
+                            cpu.pending_interrupt = Some(v);
+                        }
                         return done(k, retired, steps);
                     }
                 }
@@ -394,7 +412,7 @@ impl Engine {
     /// Drops cached decodes of frames written since the last sync (by any
     /// vCPU or the host), from the VM's write-tracker log.
     #[cold]
-    fn sync_code_writes(&mut self) {
+    pub(crate) fn sync_code_writes(&mut self) {
         use hyperplug_mmu::track::{Catchup, TrackEvent, LOG_CAPACITY};
         let mut buf = [TrackEvent::Write { start: 0, end: 0 }; LOG_CAPACITY];
         match self.st.tracker.events_since(self.code_seen, &mut buf) {

@@ -623,6 +623,11 @@ impl Engine {
             if st >= budget {
                 break 'run FastStop::Budget;
             }
+            if self.st.tracker.generation() != self.code_seen {
+                // Another vCPU or the host wrote guest memory: drop stale
+                // decodes (and with them the blocks built from them).
+                self.sync_code_writes();
+            }
             self.st.utlb.sync(&self.st.tracker);
             let rip = cpu.rip;
             let gpa = if rip >> 12 == code_lin && self.st.utlb.epoch() == code_epoch {

@@ -49,10 +49,11 @@ impl VcpuRunner<'_> {
                 .inject_nmi()
                 .into_result()
                 .map_err(|e| self.err("inject NMI", e))?;
+            // An NMI ends HLT whatever RFLAGS.IF is.
             if *halted == Some(false) {
                 self.shared.parked.fetch_sub(1, Ordering::SeqCst);
-                *halted = None;
             }
+            *halted = None;
         }
         p.timers.fire_due();
         let waiting = match (*state, *halted) {

@@ -139,6 +139,9 @@ pub fn handle(v: &mut SvmVcpu, ev: &EngineEvent, x: &VmExit) -> Result<Flow, Plu
                     error_code,
                     address,
                 } => {
+                    // CR2 travels with the injected #PF (the VMCB's CR2 and
+                    // the state both, so a later state store keeps it).
+                    v.state.sregs.cr2 = address;
                     v.vmcb.set(field::CR2, address);
                     v.queue_event(Event {
                         vector: 14,

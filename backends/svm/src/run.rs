@@ -247,6 +247,29 @@ impl SvmVcpu {
         self.vmcb.set(field::NRIP, x.nrip);
         self.vmcb
             .set_insn_bytes(&x.insn_bytes[..usize::from(x.insn_len.min(15))]);
+        // EXITINTINFO: an event whose delivery the exit interrupted (the
+        // engine keeps it pending and delivers it on the next run, as a
+        // hypervisor re-injects it; APM vol. 2, 15.7.2).
+        let ev = &self.state.events;
+        let pending = if ev.exception.injected != 0 || ev.exception.pending != 0 {
+            Some(crate::exitinfo::Event {
+                vector: ev.exception.nr,
+                kind: EventType::Exception,
+                error_code: (ev.exception.has_error_code != 0).then_some(ev.exception.error_code),
+            })
+        } else if ev.interrupt.injected != 0 {
+            Some(crate::exitinfo::Event {
+                vector: ev.interrupt.nr,
+                kind: EventType::Intr,
+                error_code: None,
+            })
+        } else {
+            None
+        };
+        self.vmcb.set(
+            field::EXITINTINFO,
+            pending.map_or(0, |e| crate::exitinfo::encode_event(&e)),
+        );
     }
 
     /// The last exit's EXITINFO as a trace line (without the exit name).

@@ -130,6 +130,7 @@ impl Vcpu for SvmVcpu {
     fn interrupt_window_open(&mut self) -> Result<bool, PluginError> {
         Ok(self.state.regs.rflags & RFLAGS_IF != 0
             && self.state.events.interrupt.shadow == 0
+            && self.state.events.interrupt.injected == 0
             && !self.eventinj_pending()
             && !self.lift)
     }
