@@ -51,6 +51,11 @@ pub(crate) struct EngineState {
     /// Instructions retired so far in the current `execute` call (the TSC
     /// advances with them).
     pub(crate) retired_in_run: u64,
+    /// The current instruction is locked (LOCK prefix, XCHG with memory).
+    pub(crate) locking: bool,
+    /// A locked instruction's first memory read: (gpa, length, bytes); its
+    /// write commits only if memory still holds them.
+    pub(crate) locked_read: Option<(u64, u8, [u8; 8])>,
     /// Shadow paging: translations come from here (see `shadow`).
     pub(crate) shadow: Option<hyperplug_mmu::shadow::ShadowMmu>,
     /// The linear address and access of the last shadow miss stopped at.
@@ -123,6 +128,8 @@ impl Engine {
                 shadow: None,
                 shadow_miss: None,
                 retired_in_run: 0,
+                locking: false,
+                locked_read: None,
             },
             dcache: DecodeCache::new(),
             blocks: Blocks::new(),
@@ -471,6 +478,8 @@ impl Engine {
         // Bus Locking"; XCHG with memory locks implicitly): hold the lock
         // from the first read to the commit of the writes.
         let _bus_lock = is_locked(&d.insn).then(bus_lock);
+        self.st.locking = _bus_lock.is_some();
+        self.st.locked_read = None;
         let mut cx = Ctx::new(cpu, bus, &mut self.st, policy, mode);
         cx.insn = d.insn;
         cx.bytes = d.bytes;
@@ -498,9 +507,24 @@ impl Engine {
                 if rep_more {
                     cpu.rip = snap.rip;
                 }
-                if let Err(k) = self.commit(bus) {
+                let committed = if self.st.locking {
+                    self.commit_locked(bus)
+                } else {
+                    self.commit(bus).map(|()| true)
+                };
+                match committed {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        // Another vCPU's plain store changed the operand
+                        // between the read and the write: the locked
+                        // operation has not happened yet; run it again.
+                        cpu.gpr = snap.gpr;
+                        cpu.rip = snap.rip;
+                        cpu.rflags = snap.rflags;
+                        return Step::RepIteration;
+                    }
                     // A write failed after its check: nothing sensible to roll back to.
-                    return Step::Stop(k, false);
+                    Err(k) => return Step::Stop(k, false),
                 }
                 // Between iterations of a REP string instruction RF is 1, so
                 // an interrupt or trap after any iteration but the last pushes
@@ -623,6 +647,44 @@ impl Engine {
             self.st.tracker.on_guest_write(w.gpa, u64::from(w.len));
         }
         Ok(())
+    }
+
+    /// Commits a locked instruction's write atomically against every other
+    /// access, plain stores included (SDM vol. 3, 9.1.2): a compare-and-swap
+    /// of the naturally aligned word holding the operand, expecting what the
+    /// instruction read. `Ok(false)`: memory changed since the read (the
+    /// caller re-executes the instruction). Forms this cannot cover (several
+    /// writes, an operand crossing an 8-byte boundary, unbacked memory)
+    /// commit as usual, still under the bus lock.
+    fn commit_locked<B: Bus>(&mut self, bus: &mut B) -> Result<bool, EventKind> {
+        let (w, read) = match (self.st.wbuf.as_slice(), self.st.locked_read) {
+            ([w], Some(r)) if r.0 == w.gpa && r.1 == w.len => (*w, r),
+            _ => return self.commit(bus).map(|()| true),
+        };
+        let len = usize::from(w.len);
+        let off = (w.gpa & 7) as usize;
+        if len > 8 || off + len > 8 {
+            return self.commit(bus).map(|()| true);
+        }
+        let base = w.gpa & !7;
+        let Ok(cur) = bus.read_u64(base) else {
+            return self.commit(bus).map(|()| true);
+        };
+        let mut bytes = cur.to_le_bytes();
+        if bytes[off..off + len] != read.2[..len] {
+            return Ok(false);
+        }
+        bytes[off..off + len].copy_from_slice(&w.data[..len]);
+        let new = u64::from_le_bytes(bytes);
+        match bus.cmpxchg_u64(base, cur, new) {
+            Ok(true) => {}
+            Ok(false) => return Ok(false),
+            Err(_) => return self.commit(bus).map(|()| true),
+        }
+        self.st.wbuf.clear();
+        self.dcache.on_write(w.gpa, u64::from(w.len));
+        self.st.tracker.on_guest_write(w.gpa, u64::from(w.len));
+        Ok(true)
     }
 
     /// Delivers a fault/abort (or the #DB trap) with the double- and

@@ -229,6 +229,11 @@ impl<B: Bus> Ctx<'_, B> {
         self.bus
             .read_phys(gpa, buf)
             .map_err(|s| bus_fault(s, gpa, buf.len(), None))?;
+        if self.eng.locking && self.eng.locked_read.is_none() && buf.len() <= 8 {
+            let mut v = [0u8; 8];
+            v[..buf.len()].copy_from_slice(buf);
+            self.eng.locked_read = Some((gpa, buf.len() as u8, v));
+        }
         // Forward this instruction's own earlier writes.
         for w in &self.eng.wbuf {
             let (ws, we) = (w.gpa, w.gpa + u64::from(w.len));
