@@ -156,9 +156,16 @@ pub fn handle(v: &mut SvmVcpu, ev: &EngineEvent, x: &VmExit) -> Result<Flow, Plu
             }
         }
         EngineStop::Exception {
-            vector, error_code, ..
+            vector,
+            error_code,
+            address,
         } => {
-            // Any other intercepted exception is reflected unchanged.
+            // Any other intercepted exception is reflected unchanged (a #PF
+            // with its CR2, as EXITINFO2 reported it).
+            if let (14, Some(cr2)) = (*vector, address.into_option()) {
+                v.state.sregs.cr2 = cr2;
+                v.vmcb.set(field::CR2, cr2);
+            }
             v.queue_event(Event {
                 vector: *vector,
                 kind: EventType::Exception,
