@@ -480,6 +480,7 @@ impl Engine {
         let _bus_lock = is_locked(&d.insn).then(bus_lock);
         self.st.locking = _bus_lock.is_some();
         self.st.locked_read = None;
+        let shadows = (cpu.sti_shadow, cpu.ss_shadow);
         let mut cx = Ctx::new(cpu, bus, &mut self.st, policy, mode);
         cx.insn = d.insn;
         cx.bytes = d.bytes;
@@ -521,6 +522,7 @@ impl Engine {
                         cpu.gpr = snap.gpr;
                         cpu.rip = snap.rip;
                         cpu.rflags = snap.rflags;
+                        (cpu.sti_shadow, cpu.ss_shadow) = shadows;
                         return Step::RepIteration;
                     }
                     // A write failed after its check: nothing sensible to roll back to.
