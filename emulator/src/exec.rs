@@ -256,7 +256,6 @@ impl Engine {
             // 3, 6.7.1, 6.8.3).
             if cpu.nmi_pending && !cpu.nmi_blocked && !cpu.ss_shadow {
                 cpu.nmi_pending = false;
-                cpu.halted = false;
                 let r = self.deliver_event(
                     cpu,
                     bus,
@@ -294,7 +293,6 @@ impl Engine {
                     return done(k, retired, steps);
                 }
                 if let Some(v) = cpu.pending_interrupt.take() {
-                    cpu.halted = false;
                     let r = self.deliver_event(
                         cpu,
                         bus,
@@ -848,6 +846,7 @@ impl Engine {
                 cpu.rip = snap.rip;
                 cpu.rflags = snap.rflags;
                 cpu.seg = segs.0;
+                cpu.halted = segs.1;
                 self.st.wbuf.clear();
                 match f {
                     Fault::Event(k) => Err(k),
