@@ -502,7 +502,36 @@ impl Cpu {
         for m in s.msrs.iter() {
             cpu.set_msr_raw(m.index, m.data);
         }
-        let ev = &s.events;
+        cpu.apply_events(&s.events);
+        let first_set = sr
+            .interrupt_bitmap
+            .iter()
+            .enumerate()
+            .find(|(_, w)| **w != 0)
+            .map(|(i, w)| (i * 64) as u32 + w.trailing_zeros());
+        if cpu.pending_interrupt.is_none() {
+            cpu.pending_interrupt = first_set.map(|v| v as u8);
+        }
+        cpu
+    }
+
+    /// Replaces the general registers, RIP and RFLAGS (nothing else).
+    pub fn apply_regs(&mut self, r: &hyperplug_plugin_api::state::Regs) {
+        self.gpr = [
+            r.rax, r.rcx, r.rdx, r.rbx, r.rsp, r.rbp, r.rsi, r.rdi, r.r8, r.r9, r.r10, r.r11,
+            r.r12, r.r13, r.r14, r.r15,
+        ];
+        self.rip = r.rip;
+        self.rflags = r.rflags | RFLAGS_FIXED;
+    }
+
+    /// Replaces the pending and injected events and the interrupt shadows
+    /// (`kvm_vcpu_events`); a #PF payload becomes CR2 now, as its delivery
+    /// is the next thing the engine does.
+    pub fn apply_events(&mut self, ev: &hyperplug_plugin_api::state::VcpuEvents) {
+        let cpu = self;
+        cpu.pending_exception = None;
+        cpu.pending_interrupt = None;
         cpu.ss_shadow = ev.interrupt.shadow & 1 != 0;
         cpu.sti_shadow = ev.interrupt.shadow & 2 != 0;
         if ev.exception.pending != 0 || ev.exception.injected != 0 {
@@ -522,16 +551,6 @@ impl Cpu {
         }
         cpu.nmi_pending = ev.nmi.pending != 0 || ev.nmi.injected != 0;
         cpu.nmi_blocked = ev.nmi.masked != 0;
-        let first_set = sr
-            .interrupt_bitmap
-            .iter()
-            .enumerate()
-            .find(|(_, w)| **w != 0)
-            .map(|(i, w)| (i * 64) as u32 + w.trailing_zeros());
-        if cpu.pending_interrupt.is_none() {
-            cpu.pending_interrupt = first_set.map(|v| v as u8);
-        }
-        cpu
     }
 
     /// The MSRs kept by the emulator, as ABI entries.

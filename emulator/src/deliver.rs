@@ -115,9 +115,12 @@ impl<B: Bus> Ctx<'_, B> {
             return Err(Exception::gp(ext).into());
         }
         let ec = u32::from(sel & 0xfffc) | ext;
-        let (addr, lo) = self
-            .read_desc(sel, vector::GP)
+        // Beyond the descriptor table's limit: #GP(selector | EXT). A fault
+        // reading the descriptor (a #PF, an intercept) is that fault.
+        let addr = self
+            .desc_addr(sel, 8, vector::GP)
             .map_err(|_| Exception::gp(ec))?;
+        let lo = self.read_sys(addr, 8)?;
         let d = parse(sel, lo, None);
         if !d.is_code() || d.dpl > self.cpl || (long && (!d.l || d.db)) {
             return Err(Exception::gp(ec).into());

@@ -762,6 +762,12 @@ impl Engine {
                         ..
                     } = i.kind
                     {
+                        // An intercepted nested exception stops first, even
+                        // while delivering #DF: a hypervisor sees it (for a
+                        // shadow-paging miss it is not a guest fault at all).
+                        if policy.exceptions & (1u32 << (v2 & 31)) != 0 {
+                            return Err(EventKind::Intercept(i));
+                        }
                         if cur.vector == vector::DF {
                             return Err(EventKind::Shutdown);
                         }
@@ -770,9 +776,6 @@ impl Engine {
                             error_code,
                             cr2: address,
                         };
-                        if policy.exceptions & (1u32 << (v2 & 31)) != 0 {
-                            return Err(EventKind::Intercept(i));
-                        }
                         if let Some(a) = address {
                             cpu.cr2 = a;
                         }

@@ -173,7 +173,10 @@ impl<B: Bus> Ctx<'_, B> {
         if sel & 4 != 0 || sel & 0xfffc == 0 {
             return Err(e(bad, sel).into());
         }
-        let (daddr, lo) = self.read_desc(sel, bad).map_err(|_| e(bad, sel))?;
+        // Beyond the GDT limit: the check's exception; a fault reading the
+        // descriptor (a #PF, an intercept) is that fault.
+        let daddr = self.desc_addr(sel, 8, bad).map_err(|_| e(bad, sel))?;
+        let lo = self.read_sys(daddr, 8)?;
         let d = crate::seg::parse(sel, lo, None);
         let busy = if why == Switch::Iret { 2 } else { 0 };
         if d.s || !matches!(d.typ, 1 | 3 | 9 | 11) || d.typ & 2 != busy {

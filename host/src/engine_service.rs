@@ -501,18 +501,14 @@ impl FfiEngine for HostEngine {
     }
 
     fn set_regs(&mut self, regs: Regs) -> PluginResult<()> {
-        let mut st = self.cpu.to_state();
-        st.regs = regs;
-        self.cpu = Cpu::from_state(&st);
-        self.cpu.a20_masked = self.a20_masked;
+        // In place: a round trip through `CpuState` would drop what it has
+        // no field for (debug registers, the TSC count, ...).
+        self.cpu.apply_regs(&regs);
         RResult::ROk(())
     }
 
     fn set_events(&mut self, events: VcpuEvents) -> PluginResult<()> {
-        let mut st = self.cpu.to_state();
-        st.events = events;
-        self.cpu = Cpu::from_state(&st);
-        self.cpu.a20_masked = self.a20_masked;
+        self.cpu.apply_events(&events);
         RResult::ROk(())
     }
 

@@ -36,7 +36,7 @@ mod support;
 
 use hyperplug::image::{load_raw_bytes, Mode};
 use hyperplug::plugin::{Inventory, LoadedBackend, PluginPath};
-use hyperplug::run::{Machine, MachineConfig, Outcome, Trace};
+use hyperplug::run::{Machine, MachineConfig, Outcome, Trace, VmOptions};
 use hyperplug_mmu::testmem::FlatMemory;
 use hyperplug_mmu::{walk, Access, AccessKind, AdUpdate, PagingContext, PhysMemory, WalkError};
 use hyperplug_tests::mmu_guest::*;
@@ -79,7 +79,7 @@ fn seeds() -> Vec<u64> {
     }
 }
 
-fn machine(backend: &LoadedBackend, inv: &Inventory) -> Machine {
+fn machine(backend: &LoadedBackend, inv: &Inventory, opts: VmOptions) -> Machine {
     let cfg = MachineConfig {
         deterministic: false,
         memory: RAM_SIZE,
@@ -87,12 +87,12 @@ fn machine(backend: &LoadedBackend, inv: &Inventory) -> Machine {
         devices: Vec::new(),
         trace: Trace::default(),
     };
-    Machine::create(backend, inv, &cfg).expect("machine")
+    Machine::create_with(backend, inv, &cfg, opts).expect("machine")
 }
 
 /// Runs the CPUID probe guest and decodes what the guest sees.
-fn probe(backend: &LoadedBackend, inv: &Inventory) -> CpuFeatures {
-    let mut m = machine(backend, inv);
+fn probe(backend: &LoadedBackend, inv: &Inventory, opts: VmOptions) -> CpuFeatures {
+    let mut m = machine(backend, inv, opts);
     let code = probe_guest().expect("assemble probe");
     let setup = load_raw_bytes(
         m.memory(),
@@ -158,14 +158,21 @@ fn describe_path(layout: &Layout, cfg: &RunConfig, linear: u64) -> String {
 }
 
 /// One seed: generate, run the guest, replay through the MMU, compare.
-fn run_seed(backend: &LoadedBackend, inv: &Inventory, f: &CpuFeatures, seed: u64, st: &mut Stats) {
+fn run_seed(
+    backend: &LoadedBackend,
+    inv: &Inventory,
+    opts: VmOptions,
+    f: &CpuFeatures,
+    seed: u64,
+    st: &mut Stats,
+) {
     let mut rng = Rng::new(seed);
     let cfg = RunConfig::random(&mut rng, f, true);
     let layout = Layout::random(&mut rng, &cfg, ADDRESSES);
     let cases = random_cases(&mut rng, &cfg, &layout, CASES_PER_RUN);
     let image = build_guest(cases.len()).expect("assemble guest");
 
-    let mut m = machine(backend, inv);
+    let mut m = machine(backend, inv, opts);
     let mut setup = load_raw_bytes(
         m.memory(),
         m.ram_size(),
@@ -320,17 +327,35 @@ fn mmu_walk_matches_the_cpu() {
     if !kvm_usable_or_skip("mmu differential") {
         return;
     }
+    run_backend("kvm", VmOptions::default());
+}
+
+/// The same cases on svm: the "CPU" is then the host engine with shadow
+/// paging (guest tables write-tracked, shadows filled on #PF intercepts)
+/// or with nested paging, checked against the same independent reference.
+#[test]
+fn mmu_walk_matches_under_svm_shadow_and_nested_paging() {
+    run_backend("svm", VmOptions::default());
+    run_backend(
+        "svm",
+        VmOptions {
+            nested_paging: true,
+        },
+    );
+}
+
+fn run_backend(name: &str, opts: VmOptions) {
     let inv = Inventory::scan(&PluginPath::new(&[target_dir()]));
-    let backend = inv.backend("kvm").expect("kvm backend built");
-    let f = probe(&backend, &inv);
+    let backend = inv.backend(name).expect("backend built");
+    let f = probe(&backend, &inv, opts);
     let mut st = Stats::default();
     let seeds = seeds();
     for &seed in &seeds {
-        run_seed(&backend, &inv, &f, seed, &mut st);
+        run_seed(&backend, &inv, opts, &f, seed, &mut st);
     }
     let _ = writeln!(
         std::io::stderr(),
-        "mmu differential: {} runs, {} cases compared ({} at CPL 3), {} faults, {} accepted upper-level A differences, {} mismatches; guest CPUID {f:?}",
+        "mmu differential on {name} ({opts:?}): {} runs, {} cases compared ({} at CPL 3), {} faults, {} accepted upper-level A differences, {} mismatches; guest CPUID {f:?}",
         seeds.len(),
         st.cases,
         st.user_cases,
@@ -340,7 +365,7 @@ fn mmu_walk_matches_the_cpu() {
     );
     assert!(
         st.mismatches.is_empty(),
-        "{} mismatches (reproduce with HYPERPLUG_MMU_DIFF_SEEDS=<seed>):\n{}",
+        "{name}: {} mismatches (reproduce with HYPERPLUG_MMU_DIFF_SEEDS=<seed>):\n{}",
         st.mismatches.len(),
         st.mismatches.join("\n")
     );

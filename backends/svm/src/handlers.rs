@@ -139,6 +139,12 @@ pub fn handle(v: &mut SvmVcpu, ev: &EngineEvent, x: &VmExit) -> Result<Flow, Plu
                     error_code,
                     address,
                 } => {
+                    // A guest whose own #PF delivery keeps faulting at the
+                    // same place without running an instruction (what a
+                    // CPU ends in a triple fault) is stopped, not looped.
+                    if let Some(stop) = v.fault_progress(address, "guest page fault") {
+                        return Ok(stop);
+                    }
                     // CR2 travels with the injected #PF (the VMCB's CR2 and
                     // the state both, so a later state store keeps it).
                     v.state.sregs.cr2 = address;
