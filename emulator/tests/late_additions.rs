@@ -595,3 +595,35 @@ fn a20_gate_wraps_real_mode_addresses_at_one_mib() {
         );
     }
 }
+
+/// A fault while reading the handler's code-segment descriptor during event
+/// delivery is that fault (here a #PF: the GDT is not mapped), not
+/// #GP(selector) — the difference a shadow-paging hypervisor depends on,
+/// since its misses are such faults (SDM vol. 3, 6.12.1.1 and 6.15).
+#[test]
+fn descriptor_read_faults_during_delivery_are_not_turned_into_gp() {
+    let mut m = Machine::new(M::Long64);
+    m.policy.exceptions = 1 << 14;
+    // IDT[6] (#UD): a 64-bit interrupt gate to 0x10_0000 through selector 0x18.
+    let target = 0x10_0000u64;
+    let lo = (target & 0xffff) | (0x18 << 16) | (0x8e << 40) | ((target >> 16 & 0xffff) << 48);
+    m.bus.load(IDT + 6 * 16, &lo.to_le_bytes());
+    m.bus.load(IDT + 6 * 16 + 8, &(target >> 32).to_le_bytes());
+    // The GDT moves to an unmapped linear address (beyond the 1-GiB map).
+    m.cpu.gdtr.base = 0x8000_0000;
+    let e = run(&mut m, |a| {
+        a.ud2().unwrap();
+    });
+    match e.kind {
+        EventKind::Intercept(i) => match i.kind {
+            InterceptKind::Exception {
+                vector, address, ..
+            } => {
+                assert_eq!(vector, 14, "{e:?}");
+                assert_eq!(address, Some(0x8000_0018), "the descriptor's address");
+            }
+            other => panic!("{other:?}"),
+        },
+        other => panic!("{other:?}"),
+    }
+}

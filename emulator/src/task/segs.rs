@@ -71,7 +71,9 @@ impl<B: Bus> Ctx<'_, B> {
         if sel & 4 != 0 {
             return Err(ts.into());
         }
-        let (_, lo) = self.read_desc(sel, vector::TS).map_err(|_| ts)?;
+        // Beyond the GDT limit: #TS; a fault reading the descriptor is that fault.
+        let a = self.desc_addr(sel, 8, vector::TS).map_err(|_| ts)?;
+        let lo = self.read_sys(a, 8)?;
         let d = parse(sel, lo, None);
         if d.s || d.typ != 2 || !d.present {
             return Err(ts.into());
@@ -93,9 +95,10 @@ impl<B: Bus> Ctx<'_, B> {
             }
             return Ok(null_seg(s));
         }
-        let (a, lo) = self
-            .read_desc(s, vector::TS)
+        let a = self
+            .desc_addr(s, 8, vector::TS)
             .map_err(|_| e(vector::TS, s))?;
+        let lo = self.read_sys(a, 8)?;
         let mut d = parse(s, lo, None);
         let not_present = match reg {
             SegReg::Cs => {
