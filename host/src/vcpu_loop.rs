@@ -483,40 +483,21 @@ impl VcpuRunner<'_> {
 /// execute-read accessed code), GDTR and IDTR base 0 / limit FFFFH, CR0
 /// 60000010H, CR2-CR4 and EFER 0. The local APIC base is kept.
 pub fn init_state(s: &mut hyperplug_plugin_api::state::Sregs) {
-    use hyperplug_plugin_api::state::{DTable, Segment};
-    let seg = |type_| Segment {
-        base: 0,
-        limit: 0xffff,
-        selector: 0,
-        type_,
-        present: 1,
-        s: 1,
-        ..Default::default()
+    use hyperplug_plugin_api::state::{DTable, Segment, Sregs};
+    // The image loader's real-mode state, with what INIT differs in.
+    let (_, real) = crate::image::x86_setup::real_mode(0);
+    *s = Sregs {
+        tr: Segment {
+            type_: 3,
+            ..real.tr
+        },
+        idt: DTable {
+            limit: 0xffff,
+            ..real.idt
+        },
+        cr0: 0x6000_0010,
+        apic_base: s.apic_base,
+        interrupt_bitmap: s.interrupt_bitmap,
+        ..real
     };
-    s.cs = seg(0xb);
-    for r in [&mut s.ds, &mut s.es, &mut s.fs, &mut s.gs, &mut s.ss] {
-        *r = seg(3);
-    }
-    s.ldt = Segment {
-        s: 0,
-        type_: 2,
-        ..seg(2)
-    };
-    s.tr = Segment {
-        s: 0,
-        type_: 3,
-        ..seg(3)
-    };
-    s.gdt = DTable {
-        base: 0,
-        limit: 0xffff,
-        ..Default::default()
-    };
-    s.idt = s.gdt;
-    s.cr0 = 0x6000_0010;
-    s.cr2 = 0;
-    s.cr3 = 0;
-    s.cr4 = 0;
-    s.cr8 = 0;
-    s.efer = 0;
 }

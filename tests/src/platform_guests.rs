@@ -155,6 +155,42 @@ pub const REAL_MODE_LOAD_ADDR: u64 = 0x8000;
 /// Where the real-mode guest keeps its tick counter.
 pub const REAL_MODE_COUNTER: u32 = 0x7e00;
 
+/// The real-mode IRQ 0 handler: counts at [`REAL_MODE_COUNTER`], EOIs the
+/// master PIC, returns.
+fn real_mode_tick_handler() -> AsmResult<Vec<u8>> {
+    let mut a = CodeAssembler::new(16)?;
+    a.push(ax)?;
+    a.inc(word_ptr(REAL_MODE_COUNTER))?;
+    a.mov(al, 0x20u32)?; // OCW2 non-specific EOI
+    a.out(0x20u32, al)?;
+    a.pop(ax)?;
+    a.iret()?;
+    Ok(a.assemble(0)?)
+}
+
+/// Real-mode set-up shared by the PIT guests: interrupts off, flat DS/SS at
+/// 0 with a stack below 0x7c00, the IRQ 0 handler at `handler` in the IVT
+/// at vector 0x20, the tick counter cleared, the PIC with only IRQ 0
+/// unmasked, and PIT channel 0 in mode 2 with `reload`.
+fn emit_real_mode_pit_setup(a: &mut CodeAssembler, handler: u64, reload: u32) -> AsmResult<()> {
+    a.cli()?;
+    a.xor(ax, ax)?;
+    a.mov(ds, ax)?;
+    a.mov(ss, ax)?;
+    a.mov(sp, 0x7c00u32)?;
+    a.mov(word_ptr(0x20u32 * 4), handler as u32)?;
+    a.mov(word_ptr(0x20u32 * 4 + 2), 0u32)?;
+    a.mov(word_ptr(REAL_MODE_COUNTER), 0u32)?;
+    emit_pic_init(a, 0x01)?;
+    a.mov(al, 0x34u32)?;
+    a.out(0x43u32, al)?;
+    a.mov(al, reload & 0xff)?;
+    a.out(0x40u32, al)?;
+    a.mov(al, reload >> 8)?;
+    a.out(0x40u32, al)?;
+    Ok(())
+}
+
 /// The real-mode twin of [`pit_pic_guest`]: installs its IRQ 0 handler in the
 /// IVT at vector 0x20 (SDM vol. 3, 21.1.4: the IVT holds 4-byte
 /// segment:offset pointers), programs the PIC and PIT the same way, counts
@@ -171,35 +207,13 @@ pub const REAL_MODE_COUNTER: u32 = 0x7e00;
 /// Cost: about 250 instructions plus ~8 per tick.
 pub fn pit_pic_real_mode_guest() -> AsmResult<Guest> {
     let msg = cstr(&format!("{PIT_TICKS} ticks\n"));
-    let tick = {
-        let mut a = CodeAssembler::new(16)?;
-        a.push(ax)?;
-        a.inc(word_ptr(REAL_MODE_COUNTER))?;
-        a.mov(al, 0x20u32)?; // OCW2 non-specific EOI
-        a.out(0x20u32, al)?;
-        a.pop(ax)?;
-        a.iret()?;
-        a.assemble(0)?
-    };
+    let tick = real_mode_tick_handler()?;
     let out = assemble_with_data(16, REAL_MODE_LOAD_ADDR, &[&msg, &tick], |a, addrs| {
         let mut print = a.create_label();
         let mut wait = a.create_label();
-        a.cli()?;
-        a.xor(ax, ax)?;
-        a.mov(ds, ax)?;
+        a.mov(ax, 0u32)?;
         a.mov(es, ax)?;
-        a.mov(ss, ax)?;
-        a.mov(sp, 0x7c00u32)?;
-        a.mov(word_ptr(0x20u32 * 4), addrs[1] as u32)?;
-        a.mov(word_ptr(0x20u32 * 4 + 2), 0u32)?;
-        a.mov(word_ptr(REAL_MODE_COUNTER), 0u32)?;
-        emit_pic_init(a, 0x01)?;
-        a.mov(al, 0x34u32)?;
-        a.out(0x43u32, al)?;
-        a.mov(al, PIT_100HZ & 0xff)?;
-        a.out(0x40u32, al)?;
-        a.mov(al, PIT_100HZ >> 8)?;
-        a.out(0x40u32, al)?;
+        emit_real_mode_pit_setup(a, addrs[1], PIT_100HZ)?;
         a.sti()?;
         a.set_label(&mut wait)?;
         a.hlt()?;
@@ -533,35 +547,12 @@ pub const SPIN_TICKS: u32 = 3;
 /// hex digits and a newline, and powers off. On the host's clock the count
 /// varies from run to run; with `--deterministic` it must not.
 pub fn pit_spin_guest() -> AsmResult<Guest> {
-    let tick = {
-        let mut a = CodeAssembler::new(16)?;
-        a.push(ax)?;
-        a.inc(word_ptr(REAL_MODE_COUNTER))?;
-        a.mov(al, 0x20u32)?; // OCW2 non-specific EOI
-        a.out(0x20u32, al)?;
-        a.pop(ax)?;
-        a.iret()?;
-        a.assemble(0)?
-    };
+    let tick = real_mode_tick_handler()?;
     let out = assemble_with_data(16, REAL_MODE_LOAD_ADDR, &[&tick], |a, addrs| {
         let mut spin = a.create_label();
         let mut hex = a.create_label();
         let mut digit = a.create_label();
-        a.cli()?;
-        a.xor(ax, ax)?;
-        a.mov(ds, ax)?;
-        a.mov(ss, ax)?;
-        a.mov(sp, 0x7c00u32)?;
-        a.mov(word_ptr(0x20u32 * 4), addrs[0] as u32)?;
-        a.mov(word_ptr(0x20u32 * 4 + 2), 0u32)?;
-        a.mov(word_ptr(REAL_MODE_COUNTER), 0u32)?;
-        emit_pic_init(a, 0x01)?;
-        a.mov(al, 0x34u32)?;
-        a.out(0x43u32, al)?;
-        a.mov(al, PIT_1KHZ & 0xff)?;
-        a.out(0x40u32, al)?;
-        a.mov(al, PIT_1KHZ >> 8)?;
-        a.out(0x40u32, al)?;
+        emit_real_mode_pit_setup(a, addrs[0], PIT_1KHZ)?;
         a.xor(ecx, ecx)?;
         a.sti()?;
         a.set_label(&mut spin)?;
